@@ -1,0 +1,196 @@
+"""The signup and preferences forms.
+
+Every text field is single-line: a CR, LF or any other control character is refused
+(not silently stripped), so nothing a person types can reach an email header. Lists of
+phrases are typed comma-separated and come out as clean lists within fixed limits.
+"""
+
+import re
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo, available_timezones
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from digest.models import Subscriber
+
+# Bumped whenever the wording a person consents to changes; kept in each ConsentRecord.
+FORM_VERSION = "signup-2026-11"
+
+MAX_PHRASES = 20
+MAX_PHRASE_LENGTH = 100
+MIN_PAPERS, MAX_PAPERS, DEFAULT_PAPERS = 3, 30, 10
+# Room for MAX_PHRASES phrases of MAX_PHRASE_LENGTH plus separators; anything longer is refused
+# before it is split, so a huge submission costs nothing.
+MAX_LIST_INPUT = MAX_PHRASES * (MAX_PHRASE_LENGTH + 2)
+
+LINE_BREAK_ERROR = "Line breaks and control characters are not allowed here."
+
+
+# Unicode's control characters (category Cc: CR, LF, NUL, U+0085 ...) plus U+2028/U+2029,
+# which some mail and JSON tools also treat as line breaks.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def has_control_characters(value: str) -> bool:
+    return CONTROL_CHARACTERS.search(value) is not None
+
+
+@cache
+def time_zones() -> frozenset[str]:
+    """IANA zone names a person may pick (no 'posixrules', 'localtime' and the like)."""
+    return frozenset(z for z in available_timezones() if "/" in z or z == "UTC")
+
+
+def split_phrases(value: str) -> list[str]:
+    """'a, b,,  c ' -> ['a', 'b', 'c'], keeping the first spelling of repeated phrases."""
+    seen: set[str] = set()
+    phrases = []
+    for part in value.split(","):
+        phrase = " ".join(part.split())
+        if phrase and phrase.casefold() not in seen:
+            seen.add(phrase.casefold())
+            phrases.append(phrase)
+    return phrases
+
+
+class SingleLineField(forms.CharField):
+    """A CharField that refuses control characters instead of stripping them away."""
+
+    def to_python(self, value: Any) -> str:
+        if isinstance(value, str) and has_control_characters(value):
+            raise ValidationError(LINE_BREAK_ERROR, code="control_characters")
+        return super().to_python(value)
+
+
+class SingleLineEmailField(forms.EmailField):
+    def to_python(self, value: Any) -> str:
+        if isinstance(value, str) and has_control_characters(value):
+            raise ValidationError(LINE_BREAK_ERROR, code="control_characters")
+        return super().to_python(value)
+
+
+class PhraseListField(SingleLineField):
+    """Comma-separated phrases -> a list of at most MAX_PHRASES phrases."""
+
+    def __init__(self, *, noun: str = "phrase", **kwargs: Any) -> None:
+        self.noun = noun
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("max_length", MAX_LIST_INPUT)
+        super().__init__(**kwargs)
+
+    def clean(self, value: Any) -> list[str]:
+        text = super().clean(value)
+        phrases = split_phrases(text)
+        if len(phrases) > MAX_PHRASES:
+            raise ValidationError(
+                f"At most {MAX_PHRASES} {self.noun}s, please (you gave {len(phrases)}).", code="too_many"
+            )
+        long = [p for p in phrases if len(p) > MAX_PHRASE_LENGTH]
+        if long:
+            raise ValidationError(
+                f"Each {self.noun} can be at most {MAX_PHRASE_LENGTH} characters; “{long[0][:30]}…” is {len(long[0])}.",
+                code="too_long",
+            )
+        return phrases
+
+    def prepare_value(self, value: Any) -> Any:
+        # Initial values from a Subscriber are lists; show them as the person typed them.
+        if isinstance(value, list | tuple):
+            return ", ".join(str(v) for v in value)
+        return value
+
+
+HOUR_CHOICES = [(h, f"{h:02d}:00") for h in range(24)]
+
+
+class PreferencesForm(forms.Form):
+    """Everything a subscriber chooses; the signup form adds the address and a honeypot."""
+
+    topics = PhraseListField(
+        noun="topic",
+        label="Topics",
+        help_text="Phrases such as “speculative decoding, diffusion”, separated by commas.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "data-preview": "1"}),
+    )
+    excludes = PhraseListField(
+        noun="phrase",
+        label="Leave out papers about",
+        help_text="Optional, separated by commas.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "data-preview": "1"}),
+    )
+    authors = PhraseListField(
+        noun="author",
+        label="Authors to follow",
+        help_text="Optional: full names as on the paper, separated by commas.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "data-preview": "1"}),
+    )
+    organizations = PhraseListField(
+        noun="organization",
+        label="Organizations to follow",
+        help_text="Optional, e.g. “NVIDIA, Meta”.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "data-preview": "1"}),
+    )
+    frequency = forms.ChoiceField(
+        label="How often",
+        choices=Subscriber.Frequency.choices,
+        initial=Subscriber.Frequency.DAILY,
+        widget=forms.RadioSelect,
+    )
+    send_hour = forms.TypedChoiceField(label="Send at", choices=HOUR_CHOICES, coerce=int, initial=7, empty_value=None)
+    time_zone = SingleLineField(
+        label="Time zone",
+        max_length=64,
+        initial="UTC",
+        help_text="An IANA name such as Europe/Berlin; filled in from your browser.",
+        widget=forms.TextInput(attrs={"list": "time-zones", "autocomplete": "off", "spellcheck": "false"}),
+    )
+    max_papers = forms.IntegerField(
+        label="Papers per email",
+        min_value=MIN_PAPERS,
+        max_value=MAX_PAPERS,
+        initial=DEFAULT_PAPERS,
+        help_text=f"{MIN_PAPERS} to {MAX_PAPERS}.",
+        widget=forms.NumberInput(attrs={"data-preview": "1"}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+    def clean_time_zone(self) -> str:
+        name = self.cleaned_data["time_zone"]
+        if name not in time_zones():
+            raise ValidationError("Pick a time zone such as Europe/Berlin or America/New_York.")
+        ZoneInfo(name)  # the list above comes from the same tzdata, so this cannot fail
+        return name
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        following = ("topics", "authors", "organizations")
+        if all(name not in self.errors for name in following) and not any(data.get(n) for n in following):
+            self.add_error("topics", "Add at least one topic, or an author or organization to follow.")
+        return data
+
+    def preferences(self) -> dict[str, Any]:
+        """The cleaned values as Subscriber field names."""
+        return {name: self.cleaned_data[name] for name in PreferencesForm.base_fields}
+
+
+class SignupForm(PreferencesForm):
+    email = SingleLineEmailField(
+        label="Email address",
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "spellcheck": "false"}),
+    )
+    # Honeypot: hidden from people by CSS and from screen readers; bots fill every field.
+    website = forms.CharField(required=False, label="Leave this field empty")
+
+    field_order = ["email", *PreferencesForm.base_fields]
+
+    def clean_email(self) -> str:
+        return self.cleaned_data["email"].strip().lower()
+
+    def is_spam(self) -> bool:
+        return bool(self.data.get("website"))

@@ -1,0 +1,183 @@
+"""Subscribers, their consent, and the ledger of what each one was sent."""
+
+import hashlib
+import hmac
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from papers.models import Paper
+
+
+def new_key() -> str:
+    return secrets.token_hex(16)
+
+
+def email_hash(email: str) -> str:
+    """A keyed hash of a normalized address: what the suppression list keeps instead of the address."""
+    normalized = email.strip().lower()
+    return hmac.new(settings.SECRET_KEY.encode(), normalized.encode(), hashlib.sha256).hexdigest()
+
+
+class Subscriber(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for confirmation"
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+
+    class Frequency(models.TextChoices):
+        DAILY = "daily", "Daily"
+        WEEKLY = "weekly", "Weekly"
+
+    email = models.EmailField(max_length=254, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    # Filters are short lists of phrases, stored as JSON lists: ranking reads them in bulk.
+    topics = models.JSONField(default=list, blank=True)
+    excludes = models.JSONField(default=list, blank=True)
+    authors = models.JSONField(default=list, blank=True)
+    organizations = models.JSONField(default=list, blank=True)
+    frequency = models.CharField(max_length=8, choices=Frequency.choices, default=Frequency.DAILY)
+    send_hour = models.PositiveSmallIntegerField(default=7, help_text="Local hour (0-23) to send at.")
+    time_zone = models.CharField(max_length=64, default="UTC", help_text="IANA zone of send_hour.")
+    max_papers = models.PositiveSmallIntegerField(default=10)
+    # Term -> weight learned from "more / less like this" feedback.
+    weights = models.JSONField(default=dict, blank=True)
+    # Secret of this subscriber's signed links; rotating it revokes every link sent so far.
+    key = models.CharField(max_length=32, default=new_key, editable=False)
+    bounce_count = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    confirmation_sent_at = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "frequency", "send_hour"], name="subscriber_due")]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class ConsentRecord(models.Model):
+    """Proof of opt-in: who asked, from where, with which form, and when they confirmed."""
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="consents")
+    created_at = models.DateTimeField(default=timezone.now)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    form_version = models.CharField(max_length=32)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"consent of {self.subscriber_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class Suppression(models.Model):
+    """An address never to be mailed again, kept only as a keyed hash."""
+
+    class Reason(models.TextChoices):
+        DELETED = "deleted", "Subscriber deleted their data"
+        BOUNCED = "bounced", "Repeated hard bounces"
+        COMPLAINT = "complaint", "Spam complaint"
+        CURATOR = "curator", "Suppressed by a curator"
+
+    email_hash = models.CharField(max_length=64, unique=True)
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email_hash[:12]}… ({self.reason})"
+
+    @classmethod
+    def covers(cls, email: str) -> bool:
+        return cls.objects.filter(email_hash=email_hash(email)).exists()
+
+
+class Delivery(models.Model):
+    """One digest for one subscriber and one date: the unit of exactly-once sending.
+
+    pending -> sending -> sent | failed | bounced; waiting while the day's scrape is not
+    good; stuck when a worker died mid-send (never resent blindly, see sending.py).
+    """
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting for the day's papers"
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        BOUNCED = "bounced", "Bounced"
+        STUCK = "stuck", "Stuck (worker died mid-send)"
+        SKIPPED = "skipped", "Skipped (nothing new to send)"
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="deliveries")
+    digest_date = models.DateField(db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=100, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    message_id = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    papers = models.JSONField(default=list, blank=True, help_text="arXiv ids, in the order sent.")
+
+    class Meta:
+        ordering = ["-digest_date", "subscriber_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "digest_date"], name="one_delivery_per_subscriber_day")
+        ]
+        indexes = [models.Index(fields=["digest_date", "status"], name="delivery_day_status")]
+        verbose_name_plural = "deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.subscriber_id} {self.digest_date} {self.status}"
+
+
+class SentPaper(models.Model):
+    """The ledger: a paper a subscriber has received, so it is never sent to them again."""
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="sent_papers")
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="+")
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="sent_papers")
+    sent_on = models.DateField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["subscriber", "paper"], name="paper_sent_once")]
+
+    def __str__(self) -> str:
+        return f"{self.subscriber_id} got {self.paper_id} on {self.sent_on}"
+
+
+class Feedback(models.Model):
+    """ "More / less like this" on one paper, from a signed link in a digest."""
+
+    class Signal(models.IntegerChoices):
+        MORE = 1, "More like this"
+        LESS = -1, "Less like this"
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="feedback")
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="+")
+    signal = models.SmallIntegerField(choices=Signal.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["subscriber", "paper"], name="feedback_once_per_paper")]
+
+    def __str__(self) -> str:
+        return f"{self.subscriber_id} {self.get_signal_display()} {self.paper_id}"

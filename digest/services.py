@@ -1,0 +1,287 @@
+"""Writes of the subscriber stage: subscribe, confirm, change, pause, unsubscribe, delete.
+
+Signup never tells anyone whether an address is known: every path ends in the same
+answer, and what differs (a confirmation, a "manage your subscription" email, or
+nothing) happens out of band. Emails are enqueued only once the transaction commits,
+and a periodic sweep sends any confirmation whose enqueue was lost.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from digest import tokens
+from digest.emails import make_message
+from digest.models import ConsentRecord, Delivery, Subscriber, Suppression, email_hash
+
+logger = logging.getLogger(__name__)
+
+# RFC 8058 wants one-click to work without a login; mailbox providers also cap how many
+# unwanted emails a sender may cause, so a signup form must not become a mail cannon.
+MAILS_PER_ADDRESS_PER_DAY = 3
+# Suppressions a fresh signup may lift (on confirmation): the person deleted their data,
+# or their mailbox bounced and they are proving it works again. Complaints and curator
+# blocks are never lifted from the public form.
+LIFTABLE_SUPPRESSIONS = (Suppression.Reason.DELETED, Suppression.Reason.BOUNCED)
+# The sweep leaves alone confirmations that keep failing for longer than this.
+SWEEP_WINDOW = timedelta(days=2)
+
+SubscribeOutcome = Literal["confirmation", "manage", "limited", "blocked"]
+ConfirmOutcome = Literal["confirmed", "already"]
+
+
+def rate_limit_hit(key: str, *, limit: int, window: int) -> bool:
+    """Count one event under `key`; True once more than `limit` happened within `window` seconds."""
+    key = f"ratelimit:{key}"
+    if isinstance(cache, RedisCache):
+        # Atomic, and INCR keeps the key's expiry.
+        cache.add(key, 0, timeout=window)
+        return cache.incr(key) > limit
+    # The file cache's incr() resets the expiry to the default timeout, so carry the
+    # window's end along with the count (a race may let one extra event through).
+    now = time.time()
+    count, ends = cache.get(key) or (0, now + window)
+    if ends <= now:
+        count, ends = 0, now + window
+    count += 1
+    cache.set(key, (count, ends), timeout=max(1, int(ends - now) + 1))
+    return count > limit
+
+
+def _enqueue(task_path: str, subscriber_id: int) -> None:
+    """Send the task once the transaction commits; a broker outage must not fail the request."""
+
+    def send() -> None:
+        from digest import tasks
+
+        task = getattr(tasks, task_path)
+        try:
+            task.delay(subscriber_id)
+        except Exception:
+            # Confirmations are picked up by sweep_confirmations; the rest is logged.
+            logger.exception("could not enqueue %s for subscriber %s", task_path, subscriber_id)
+
+    transaction.on_commit(send)
+
+
+def subscriber_subscribe(
+    *,
+    email: str,
+    preferences: dict[str, Any],
+    ip: str | None,
+    user_agent: str,
+    form_version: str,
+) -> SubscribeOutcome:
+    """Take a signup; the caller answers the same whatever this returns."""
+    email = email.strip().lower()
+    suppression = Suppression.objects.filter(email_hash=email_hash(email)).first()
+    if suppression is not None and suppression.reason not in LIFTABLE_SUPPRESSIONS:
+        logger.info("signup of a suppressed address (%s) ignored", suppression.reason)
+        return "blocked"
+    if rate_limit_hit(f"address:{email_hash(email)}", limit=MAILS_PER_ADDRESS_PER_DAY, window=86400):
+        logger.info("signup ignored: address had %s emails today", MAILS_PER_ADDRESS_PER_DAY)
+        return "limited"
+    with transaction.atomic():
+        subscriber = Subscriber.objects.select_for_update().filter(email=email).first()
+        if subscriber is None:
+            try:
+                with transaction.atomic():
+                    subscriber = Subscriber.objects.create(email=email, **preferences)
+            except IntegrityError:
+                # Another request created it a moment ago; carry on with that row.
+                subscriber = Subscriber.objects.select_for_update().get(email=email)
+        if subscriber.status in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
+            # Someone may be typing another person's address: change nothing, just send
+            # the owner a link to their preferences.
+            _enqueue("send_manage_link", subscriber.pk)
+            return "manage"
+        # Pending or unsubscribed: the newest signup is what the confirmation confirms.
+        for name, value in preferences.items():
+            setattr(subscriber, name, value)
+        subscriber.status = Subscriber.Status.PENDING
+        subscriber.confirmation_sent_at = None
+        subscriber.save()
+        ConsentRecord.objects.create(
+            subscriber=subscriber, ip=ip, user_agent=user_agent[:500], form_version=form_version
+        )
+        _enqueue("send_confirmation", subscriber.pk)
+    return "confirmation"
+
+
+def subscriber_confirm(*, subscriber: Subscriber, consent_id: int) -> ConfirmOutcome:
+    """Confirm the signup `consent_id` names; a used link, or one for a subscriber who
+    has since unsubscribed, changes nothing."""
+    now = timezone.now()
+    with transaction.atomic():
+        locked = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+        consent = locked.consents.filter(pk=consent_id).first()
+        if consent is None or consent.confirmed_at or locked.status != Subscriber.Status.PENDING:
+            return "already"
+        consent.confirmed_at = now
+        consent.save(update_fields=["confirmed_at"])
+        locked.status = Subscriber.Status.ACTIVE
+        locked.confirmed_at = now
+        locked.paused_at = None
+        locked.unsubscribed_at = None
+        locked.save()
+        Suppression.objects.filter(email_hash=email_hash(locked.email), reason__in=LIFTABLE_SUPPRESSIONS).delete()
+    subscriber.refresh_from_db()
+    return "confirmed"
+
+
+def subscriber_update(*, subscriber: Subscriber, preferences: dict[str, Any]) -> Subscriber:
+    for name, value in preferences.items():
+        setattr(subscriber, name, value)
+    subscriber.save()
+    return subscriber
+
+
+def _skip_queued_digests(subscriber: Subscriber, why: str) -> None:
+    # Digests planned but not yet being sent must not go out after a pause or unsubscribe.
+    Delivery.objects.filter(
+        subscriber=subscriber, status__in=[Delivery.Status.WAITING, Delivery.Status.PENDING]
+    ).update(status=Delivery.Status.SKIPPED, error=why)
+
+
+def subscriber_pause(*, subscriber: Subscriber) -> Subscriber:
+    with transaction.atomic():
+        changed = Subscriber.objects.filter(pk=subscriber.pk, status=Subscriber.Status.ACTIVE).update(
+            status=Subscriber.Status.PAUSED, paused_at=timezone.now(), updated_at=timezone.now()
+        )
+        if changed:
+            _skip_queued_digests(subscriber, "paused")
+    subscriber.refresh_from_db()
+    return subscriber
+
+
+def subscriber_resume(*, subscriber: Subscriber) -> Subscriber:
+    """Paused or unsubscribed -> active; the signed link proves the mailbox is theirs."""
+    Subscriber.objects.filter(
+        pk=subscriber.pk, status__in=[Subscriber.Status.PAUSED, Subscriber.Status.UNSUBSCRIBED]
+    ).update(status=Subscriber.Status.ACTIVE, paused_at=None, unsubscribed_at=None, updated_at=timezone.now())
+    subscriber.refresh_from_db()
+    return subscriber
+
+
+def subscriber_unsubscribe(*, subscriber: Subscriber) -> Subscriber:
+    """Idempotent: a second call changes nothing, not even the time of unsubscribing."""
+    with transaction.atomic():
+        changed = (
+            Subscriber.objects.filter(pk=subscriber.pk)
+            .exclude(status=Subscriber.Status.UNSUBSCRIBED)
+            .update(
+                status=Subscriber.Status.UNSUBSCRIBED,
+                unsubscribed_at=timezone.now(),
+                updated_at=timezone.now(),
+            )
+        )
+        if changed:
+            _skip_queued_digests(subscriber, "unsubscribed")
+    subscriber.refresh_from_db()
+    return subscriber
+
+
+def subscriber_delete(*, subscriber: Subscriber) -> None:
+    """Erase the subscriber and everything hanging off them; keep only a keyed hash of the
+    address so it is never mailed again unless it signs up anew. With the row goes the key
+    every link was signed with, so all links sent so far stop working."""
+    with transaction.atomic():
+        Suppression.objects.get_or_create(
+            email_hash=email_hash(subscriber.email), defaults={"reason": Suppression.Reason.DELETED}
+        )
+        subscriber.delete()
+
+
+def list_unsubscribe_headers(subscriber: Subscriber) -> dict[str, str]:
+    """RFC 2369 + RFC 8058 headers: one HTTPS one-click URI and a mailto fallback."""
+    token = tokens.make_token(subscriber, "unsubscribe")
+    url = f"{settings.SITE_URL}/{tokens.PATHS['unsubscribe']}{token}"
+    mailto = f"mailto:{settings.UNSUBSCRIBE_MAILTO}?subject=unsubscribe-{token}"
+    return {
+        "List-Unsubscribe": f"<{url}>, <{mailto}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+def confirmation_send(*, subscriber_id: int) -> bool:
+    """Send the pending confirmation once: the row is claimed by a conditional update, so
+    the task and the sweep never both send it. A failed send unclaims it for the sweep."""
+    now = timezone.now()
+    claimed = Subscriber.objects.filter(
+        pk=subscriber_id, status=Subscriber.Status.PENDING, confirmation_sent_at__isnull=True
+    ).update(confirmation_sent_at=now)
+    if not claimed:
+        return False
+    subscriber = Subscriber.objects.get(pk=subscriber_id)
+    consent = subscriber.consents.filter(confirmed_at__isnull=True).order_by("-created_at", "-pk").first()
+    if consent is None:
+        return False
+    message = make_message(
+        "confirmation",
+        {
+            "subscriber": subscriber,
+            "confirm_url": tokens.url_for(subscriber, "confirm", c=consent.pk),
+            "valid_days": tokens.CONFIRM_MAX_AGE.days,
+        },
+        to=[subscriber.email],
+        from_email=settings.DEFAULT_FROM_EMAIL,
+    )
+    _send_or_unclaim(message.send, subscriber_id=subscriber_id, claimed_at=now)
+    return True
+
+
+def _send_or_unclaim(send: Callable[[], int], *, subscriber_id: int, claimed_at: datetime) -> None:
+    try:
+        send()
+    except Exception:
+        Subscriber.objects.filter(pk=subscriber_id, confirmation_sent_at=claimed_at).update(confirmation_sent_at=None)
+        raise
+
+
+def manage_link_send(*, subscriber_id: int) -> bool:
+    """The answer to a signup of an address that is already subscribed."""
+    subscriber = Subscriber.objects.filter(
+        pk=subscriber_id, status__in=[Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED]
+    ).first()
+    if subscriber is None:
+        return False
+    make_message(
+        "manage",
+        {
+            "subscriber": subscriber,
+            "manage_url": tokens.manage_url(subscriber),
+            "unsubscribe_url": tokens.unsubscribe_url(subscriber),
+        },
+        to=[subscriber.email],
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        headers=list_unsubscribe_headers(subscriber),
+    ).send()
+    return True
+
+
+def confirmations_sweep(*, now: datetime | None = None) -> int:
+    """Send every recent confirmation that never went out (its enqueue was lost)."""
+    now = now or timezone.now()
+    ids = list(
+        Subscriber.objects.filter(
+            status=Subscriber.Status.PENDING,
+            confirmation_sent_at__isnull=True,
+            updated_at__gte=now - SWEEP_WINDOW,
+        ).values_list("pk", flat=True)
+    )
+    sent = 0
+    for subscriber_id in ids:
+        try:
+            sent += confirmation_send(subscriber_id=subscriber_id)
+        except Exception:
+            # One bad address must not hold back the others; the next sweep retries it.
+            logger.exception("confirmation to subscriber %s failed", subscriber_id)
+    return sent

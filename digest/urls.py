@@ -1,0 +1,19 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import path
+
+from digest import views
+from digest.tokens import PATHS
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("subscribed", views.subscribed, name="subscribed"),
+    path("preview", views.preview, name="preview"),
+    path(f"{PATHS['confirm']}<str:token>", views.confirm, name="confirm"),
+    path(f"{PATHS['manage']}<str:token>", views.manage, name="manage"),
+    path(f"{PATHS['manage']}<str:token>/data.json", views.my_data, name="my-data"),
+    path(f"{PATHS['manage']}<str:token>/delete", views.delete, name="delete"),
+    path(f"{PATHS['unsubscribe']}<str:token>", views.unsubscribe, name="unsubscribe"),
+    path("healthz", views.healthz, name="healthz"),
+    path(settings.ADMIN_URL, admin.site.urls),
+]

@@ -1,0 +1,238 @@
+import ipaddress
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
+
+from digest import selectors, services
+from digest.forms import (
+    DEFAULT_PAPERS,
+    FORM_VERSION,
+    MAX_LIST_INPUT,
+    MAX_PAPERS,
+    MAX_PHRASE_LENGTH,
+    MAX_PHRASES,
+    MIN_PAPERS,
+    PreferencesForm,
+    SignupForm,
+    has_control_characters,
+    split_phrases,
+    time_zones,
+)
+from digest.models import Subscriber
+from digest.tokens import BadToken, make_token, read_token
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    address = request.META.get("REMOTE_ADDR", "")
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
+
+
+def _lenient_phrases(value: str) -> list[str]:
+    """For the preview only: use what makes sense of half-typed input instead of refusing it."""
+    value = "".join(" " if has_control_characters(ch) else ch for ch in value[:MAX_LIST_INPUT])
+    return [p for p in split_phrases(value) if len(p) <= MAX_PHRASE_LENGTH][:MAX_PHRASES]
+
+
+def _preview(data: QueryDict) -> dict[str, Any]:
+    try:
+        limit = min(max(int(data.get("max_papers", DEFAULT_PAPERS)), MIN_PAPERS), MAX_PAPERS)
+    except ValueError:
+        limit = DEFAULT_PAPERS
+    filters = {
+        name: _lenient_phrases(data.get(name, "")) for name in ("topics", "excludes", "authors", "organizations")
+    }
+    asked = any(filters[n] for n in ("topics", "authors", "organizations"))
+    items = selectors.preview_papers(**filters, limit=limit) if asked else []
+    return {"preview_items": items, "preview_asked": asked, "preview_days": selectors.recent_days()}
+
+
+def _signup_page(request: HttpRequest, form: SignupForm, *, status: int = 200, **extra: Any) -> HttpResponse:
+    context = {
+        "form": form,
+        "suggestions": selectors.topic_suggestions(),
+        "time_zones": sorted(time_zones()),
+        "preview_items": [],
+        "preview_asked": False,
+        **extra,
+    }
+    return render(request, "digest/home.html", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def home(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _signup_page(request, SignupForm())
+    if request.POST.get("action") == "preview":
+        # The no-JavaScript preview: show the page again with what was typed, unjudged.
+        if _preview_limited(request):
+            return render(request, "digest/slow_down.html", status=429)
+        typed = {name: request.POST.get(name, "") for name in SignupForm.base_fields if name != "website"}
+        return _signup_page(request, SignupForm(initial=typed), **_preview(request.POST))
+    ip = client_ip(request)
+    if services.rate_limit_hit(f"signup-ip:{ip}", limit=settings.SIGNUP_PER_IP_PER_HOUR, window=3600):
+        return render(request, "digest/slow_down.html", status=429)
+    form = SignupForm(request.POST)
+    if form.is_spam():
+        return redirect("subscribed")  # a bot learns nothing; nothing is stored
+    if not form.is_valid():
+        return _signup_page(request, form, status=400)
+    services.subscriber_subscribe(
+        email=form.cleaned_data["email"],
+        preferences=form.preferences(),
+        ip=ip,
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        form_version=FORM_VERSION,
+    )
+    # One answer for every address, known or not (no enumeration).
+    return redirect("subscribed")
+
+
+def subscribed(request: HttpRequest) -> HttpResponse:
+    return render(request, "digest/subscribed.html")
+
+
+def _preview_limited(request: HttpRequest) -> bool:
+    key = f"preview-ip:{client_ip(request)}"
+    return services.rate_limit_hit(key, limit=settings.PREVIEW_PER_IP_PER_MINUTE, window=60)
+
+
+@require_GET
+def preview(request: HttpRequest) -> HttpResponse:
+    """The live preview's HTML fragment, fetched by the signup page as topics are typed."""
+    if _preview_limited(request):
+        return HttpResponse("<p>Too many previews; wait a minute.</p>", status=429)
+    return render(request, "digest/_preview.html", _preview(request.GET))
+
+
+def _bad_link(request: HttpRequest, error: BadToken | str) -> HttpResponse:
+    return render(request, "digest/bad_link.html", {"error": str(error)}, status=400)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows a button; only the POST confirms, so mail scanners that open links cannot."""
+    try:
+        subscriber, extra = read_token(token, "confirm")
+    except BadToken as exc:
+        return _bad_link(request, exc)
+    consent_id = extra.get("c")
+    if not isinstance(consent_id, int):
+        return _bad_link(request, "this link is not valid")
+    outcome = None
+    if request.method == "POST":
+        outcome = services.subscriber_confirm(subscriber=subscriber, consent_id=consent_id)
+    context = {"subscriber": subscriber, "outcome": outcome, "manage_path": _manage_path(subscriber)}
+    return render(request, "digest/confirm.html", context)
+
+
+def _manage_path(subscriber: Subscriber) -> str:
+    return reverse("manage", args=[make_token(subscriber, "manage")])
+
+
+DONE_MESSAGES = {
+    "saved": "Your preferences are saved.",
+    "paused": "Your digest is paused. Resume it whenever you like.",
+    "resumed": "Your digest is on again.",
+    "unsubscribed": "You are unsubscribed. No more digests will be sent.",
+}
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def manage(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        subscriber, _ = read_token(token, "manage")
+    except BadToken as exc:
+        return _bad_link(request, exc)
+    form = PreferencesForm(initial=_preferences_of(subscriber))
+    status = 200
+    if request.method == "POST":
+        action = request.POST.get("action", "save")
+        if action == "pause":
+            services.subscriber_pause(subscriber=subscriber)
+            return redirect(f"{request.path}?done=paused")
+        if action == "resume":
+            services.subscriber_resume(subscriber=subscriber)
+            return redirect(f"{request.path}?done=resumed")
+        if action == "unsubscribe":
+            services.subscriber_unsubscribe(subscriber=subscriber)
+            return redirect(f"{request.path}?done=unsubscribed")
+        form = PreferencesForm(request.POST)
+        if form.is_valid():
+            services.subscriber_update(subscriber=subscriber, preferences=form.preferences())
+            return redirect(f"{request.path}?done=saved")
+        status = 400
+    context = {
+        "subscriber": subscriber,
+        "form": form,
+        "done": DONE_MESSAGES.get(request.GET.get("done", "")),
+        "suggestions": selectors.topic_suggestions(),
+        "time_zones": sorted(time_zones()),
+        "token": token,
+    }
+    return render(request, "digest/manage.html", context, status=status)
+
+
+def _preferences_of(subscriber: Subscriber) -> dict[str, Any]:
+    return {name: getattr(subscriber, name) for name in PreferencesForm.base_fields}
+
+
+@never_cache
+@require_GET
+def my_data(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        subscriber, _ = read_token(token, "manage")
+    except BadToken as exc:
+        return _bad_link(request, exc)
+    response = JsonResponse(
+        selectors.subscriber_data(subscriber=subscriber),
+        json_dumps_params={"indent": 2, "ensure_ascii": False},
+    )
+    response["Content-Disposition"] = 'attachment; filename="paper-digest-my-data.json"'
+    return response
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def delete(request: HttpRequest, token: str) -> HttpResponse:
+    """GET asks "are you sure?"; the POST erases."""
+    try:
+        subscriber, _ = read_token(token, "manage")
+    except BadToken as exc:
+        return _bad_link(request, exc)
+    if request.method == "POST":
+        services.subscriber_delete(subscriber=subscriber)
+        return render(request, "digest/delete.html", {"deleted": True})
+    return render(request, "digest/delete.html", {"deleted": False, "token": token})
+
+
+@csrf_exempt  # RFC 8058: the mailbox provider's POST carries no cookie and no CSRF token
+@never_cache
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    """One-click unsubscribe. The signed token is the authenticator; GET never changes
+    anything (link scanners fetch URLs), POST unsubscribes, answers 200, and is idempotent."""
+    try:
+        subscriber, _ = read_token(token, "unsubscribe")
+    except BadToken as exc:
+        return _bad_link(request, exc)
+    done = request.method == "POST"
+    if done:
+        services.subscriber_unsubscribe(subscriber=subscriber)
+    context = {"done": done, "manage_path": _manage_path(subscriber)}
+    return render(request, "digest/unsubscribe.html", context)
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    report = selectors.health()
+    return JsonResponse(report, status=200 if report["ok"] else 503)

@@ -1,0 +1,148 @@
+"""Settings come from the environment; a bad value stops start-up with one line naming it."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTINGS = (ROOT / "digest" / "settings.py").read_text()
+# Every variable settings.py reads, through env(), envbool(), envint(), ...
+READ_VARS = set(re.findall(r'env\w*\(\s*"([A-Z][A-Z0-9_]+)"', SETTINGS))
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    # Django's own variables too: the e2e tests set DJANGO_ALLOW_ASYNC_UNSAFE for their browser thread.
+    clean = {k: v for k, v in os.environ.items() if k not in READ_VARS and not k.startswith("DJANGO_")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        env={**clean, "DIGEST_NO_BOOTSTRAP": "1", **env},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("DEBUG", "maybe", "DEBUG must be true or false, got 'maybe'"),
+        ("EMAIL_PORT", "smtp", "EMAIL_PORT must be a whole number, got 'smtp'"),
+        ("DATABASE_URL", "mysql://u@h/db", "DATABASE_URL must be sqlite:/// or postgres://"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL must be a redis:// or rediss:// URL"),
+        ("SITE_URL", "example.org", "SITE_URL must be an absolute http/https URL"),
+        ("TIME_ZONE", "Mars/Olympus", "TIME_ZONE must be an IANA time zone"),
+        ("SCRAPE_DAILY_HOURS", "6,25", "SCRAPE_DAILY_HOURS must be comma-separated hours 0-23"),
+    ],
+)
+def test_it_refuses_a_bad_value_with_one_line_naming_the_variable(variable: str, value: str, message: str) -> None:
+    result = manage("check", **{variable: value})
+
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+
+
+def test_it_requires_a_secret_key_when_debug_is_off() -> None:
+    result = manage("check", DEBUG="false")
+
+    assert result.returncode != 0
+    assert result.stderr.strip() == "configuration error: SECRET_KEY must be set when DEBUG is off"
+
+
+def test_it_starts_on_the_embedded_defaults(tmp_path: Path) -> None:
+    result = manage("check", VAR_DIR=str(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_env_example_documents_every_variable_settings_reads() -> None:
+    documented = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert READ_VARS - documented == set()
+    assert documented - READ_VARS == set()
+
+
+def test_docker_compose_agrees_with_settings_and_readme() -> None:
+    """No Docker engine runs here, so check the compose file against what the code reads."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "redis", "web", "worker", "beat", "mailpit"} <= set(services)
+
+    app = compose["x-app"]
+    for name in ("web", "worker", "beat"):
+        # YAML merge: each app service carries the shared definition's environment.
+        assert services[name]["environment"] == app["environment"]
+        assert services[name]["image"] == app["image"]
+    assert set(app["environment"]) <= READ_VARS
+    assert {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "EMAIL_HOST", "SITE_URL", "HF_BASE_URL"} <= set(
+        app["environment"]
+    )
+    assert services["web"]["command"][:2] == ["gunicorn", "digest.wsgi"]
+    assert services["worker"]["command"][:4] == ["celery", "-A", "digest", "worker"]
+    assert services["beat"]["command"][:4] == ["celery", "-A", "digest", "beat"]
+    assert "--appendonly" in services["redis"]["command"]
+    assert "noeviction" in services["redis"]["command"]
+    assert "healthcheck" in services["postgres"]
+
+    readme = (ROOT / "README.md").read_text()
+    for variable in ("DATABASE_URL", "REDIS_URL", "EMAIL_HOST", "SITE_URL", "HF_BASE_URL", "SECRET_KEY"):
+        assert f"`{variable}`" in readme
+
+
+def test_readme_quick_start_is_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in quick.strip().splitlines()]
+    assert commands == ["python3 manage.py up", "python3 manage.py test"]
+
+
+def test_the_deploy_check_is_clean_with_the_documented_production_variables(tmp_path: Path) -> None:
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DEBUG="false",
+        SECRET_KEY="k" * 20 + "-production-secret-with-enough-entropy-0123456789",
+        SITE_URL="https://digest.example.org",
+        DATABASE_URL="postgres://digest:digest@127.0.0.1:5432/digest",
+        VAR_DIR=str(tmp_path),
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_production_logs_are_one_json_object_a_line(tmp_path: Path) -> None:
+    code = (
+        "import django, logging, json; django.setup();"
+        "logging.getLogger('papers.services').warning('feed slow: %s', 'api')"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in READ_VARS}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={
+            **clean,
+            "DJANGO_SETTINGS_MODULE": "digest.settings",
+            "DEBUG": "false",
+            "SECRET_KEY": "x" * 50,
+            "VAR_DIR": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+    entry = json.loads(result.stderr.strip().splitlines()[-1])
+    assert entry["level"] == "WARNING"
+    assert entry["logger"] == "papers.services"
+    assert entry["message"] == "feed slow: api"

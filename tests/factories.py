@@ -1,0 +1,58 @@
+"""factory_boy factories for the models tests build by hand."""
+
+from datetime import UTC, date, datetime
+
+import factory
+
+from digest.models import ConsentRecord, Subscriber
+from papers.models import Paper
+
+
+class SubscriberFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Subscriber
+
+    email = factory.Sequence(lambda n: f"reader{n}@example.org")
+    status = Subscriber.Status.ACTIVE
+    topics = factory.LazyFunction(lambda: ["speculative decoding"])
+    time_zone = "Europe/Berlin"
+
+
+class ConsentRecordFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ConsentRecord
+
+    subscriber = factory.SubFactory(SubscriberFactory, status=Subscriber.Status.PENDING)
+    ip = "192.0.2.10"
+    user_agent = "Mozilla/5.0 (test)"
+    form_version = "signup-test"
+
+
+class PaperFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Paper
+
+    arxiv_id = factory.Sequence(lambda n: f"2511.{n:05d}")
+    title = factory.Sequence(lambda n: f"A paper number {n}")
+    abstract = "We study things."
+    published_at = factory.LazyFunction(lambda: datetime(2025, 11, 6, 12, tzinfo=UTC))
+    featured_on = date(2025, 11, 7)
+    upvotes = 10
+
+
+def signup_data(**overrides: str) -> dict[str, str]:
+    data = {
+        "email": "ada@example.org",
+        "topics": "speculative decoding, diffusion",
+        "excludes": "",
+        "authors": "",
+        "organizations": "",
+        "frequency": "daily",
+        "send_hour": "7",
+        "time_zone": "Europe/Berlin",
+        "max_papers": "10",
+        "website": "",
+        "action": "subscribe",
+    }
+    data.update(overrides)
+    return data
