@@ -1,0 +1,403 @@
+"""Turn a reader's ranked papers into the digest's subject, plain text and HTML.
+
+CSS inlining is the expensive step (premailer costs about 20 ms per email here, see
+../shared/research/perf-anchors.md), so it happens once per day, not once per email:
+:class:`DayRenderer` renders the shell and every paper card of the day once, with
+``%%PLACEHOLDER%%`` tokens where per-reader values go, inlines that single document
+(so descendant selectors such as ``.footer a`` match exactly as they would in a real
+email), and cuts it at marker comments into a prefix, one fragment per card and a
+suffix. Each reader's email is then those fragments with their values substituted and
+their cards joined: ``str.replace`` and ``"".join``, about 0.1 ms.
+
+:class:`NaiveRenderer` renders and inlines the whole email per reader. It is the
+reference the assembled output must equal byte for byte (tests/digest/test_rendering.py)
+and the slow path benchdigest compares against.
+
+No database access; settings are read for the site name, URLs and postal address.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.template.loader import get_template
+
+# Gmail clips a message over about 102 KB: the whole message (headers, text and HTML
+# parts) stays under this, dropping the reader's last cards if need be.
+MAX_MESSAGE_BYTES = 95_000
+# Room for headers, MIME boundaries and the per-reader values (URLs, intro, why line).
+READER_HEADROOM = 4_000
+SUMMARY_CHARS = 320
+BYLINE_AUTHORS = 3
+
+# Per-reader values, the same in every card (feedback base URL) or set once (links, intro).
+READER_FIELDS = ("intro", "why", "webview_url", "manage_url", "unsubscribe_url", "feedback_url")
+# Where each value lands in the HTML: attribute values and text escape differently.
+ATTRIBUTE_FIELDS = frozenset({"webview_url", "manage_url", "unsubscribe_url", "feedback_url"})
+CARD_FIELDS = ("reason",)
+
+HTML_CARD = re.compile(r"<!--pd:card [^>]*?-->.*?<!--pd:/card-->", re.S)
+# Marker lines of the text template: never in a sent email (the text is cut at them).
+TEXT_CARD_START = "\x00card\x00"
+TEXT_CARD_END = "\x00/card\x00"
+
+
+def placeholder(name: str) -> str:
+    return f"%%{name.upper()}%%"
+
+
+# lxml serializes text with & < > escaped and attribute values with & < > " escaped; the
+# assembled email must escape its substituted values the same way to equal the inlined one.
+def escape_text(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_attribute(value: str) -> str:
+    return escape_text(value).replace('"', "&quot;")
+
+
+def one_line(value: str) -> str:
+    """Scraped titles carry hard line breaks; a header or a card line must not."""
+    return " ".join(value.split())
+
+
+def inline_css(html: str) -> str:
+    """Inline the <style> rules into style attributes; @media rules stay in <style>.
+
+    strip_important=False: premailer's default strips !important from the @media rules it
+    keeps, and then the mobile and dark-mode overrides lose to the inline styles.
+    """
+    import premailer
+
+    inlined = premailer.Premailer(
+        html,
+        strip_important=False,
+        allow_network=False,
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,
+    ).transform()
+    # lxml may drop the doctype; without it some clients render in quirks mode.
+    if not inlined.lstrip().upper().startswith("<!DOCTYPE"):
+        inlined = "<!DOCTYPE html>\n" + inlined
+    return inlined
+
+
+class Paperish(Protocol):
+    """The fields of papers.models.Paper a card shows (a Paper or a stand-in in tests)."""
+
+    id: int
+    arxiv_id: str
+    title: str
+    abstract: str
+    ai_summary: str
+    authors: list[str]
+    organization: str
+    upvotes: int
+    num_comments: int
+    github_repo: str
+    github_stars: int | None
+    project_page: str
+    thumbnail: str
+
+
+class Pickish(Protocol):
+    """A ranked paper for one reader (ranking.RankedItem fits)."""
+
+    paper_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """What one paper's card shows, the same for every reader."""
+
+    paper_id: int
+    arxiv_id: str
+    title: str
+    byline: str
+    stats: str
+    summary: str
+    hf_url: str
+    arxiv_url: str
+    pdf_url: str
+    code_url: str
+    project_url: str
+    thumbnail: str
+    thumb_alt: str
+
+    @classmethod
+    def from_paper(cls, paper: Paperish) -> Card:
+        title = one_line(paper.title)
+        authors = [one_line(a) for a in paper.authors if a.strip()]
+        names = ", ".join(authors[:BYLINE_AUTHORS])
+        if len(authors) > BYLINE_AUTHORS:
+            names += f" and {len(authors) - BYLINE_AUTHORS} more"
+        organization = one_line(paper.organization)
+        byline = " · ".join(part for part in (organization, names) if part) or "Authors not listed"
+        stats = [f"{paper.upvotes:,} upvote{'' if paper.upvotes == 1 else 's'}"]
+        if paper.num_comments:
+            stats.append(f"{paper.num_comments:,} comment{'' if paper.num_comments == 1 else 's'}")
+        if paper.github_stars is not None and paper.github_repo:
+            stats.append(f"{paper.github_stars:,} GitHub stars")
+        arxiv_id = paper.arxiv_id
+        return cls(
+            paper_id=paper.id,
+            arxiv_id=arxiv_id,
+            title=title,
+            byline=byline,
+            stats=" · ".join(stats),
+            summary=_summary(paper.ai_summary, paper.abstract),
+            hf_url=f"{settings.HF_BASE_URL}/papers/{arxiv_id}",
+            arxiv_url=f"https://arxiv.org/abs/{arxiv_id}",
+            pdf_url=f"https://arxiv.org/pdf/{arxiv_id}",
+            code_url=paper.github_repo,
+            project_url=paper.project_page,
+            thumbnail=paper.thumbnail,
+            thumb_alt=f"Thumbnail: {title}",
+        )
+
+
+def _summary(ai_summary: str, abstract: str) -> str:
+    text = one_line(ai_summary) or one_line(abstract)
+    if len(text) <= SUMMARY_CHARS:
+        return text
+    cut = text[:SUMMARY_CHARS].rsplit(" ", 1)[0]
+    return cut.rstrip(",;:.") + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """Who a digest is for and the signed links it carries."""
+
+    email: str
+    topics: tuple[str, ...]
+    frequency: str  # "daily" or "weekly"
+    webview_url: str
+    manage_url: str
+    unsubscribe_url: str
+    feedback_url: str  # the paper id and signal go in its query string
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedDigest:
+    subject: str
+    text: str
+    html: str
+    paper_ids: tuple[int, ...]  # the cards in the email, in order (the size cap may drop some)
+    unsubscribe_url: str  # the List-Unsubscribe header repeats the footer's link
+
+
+def day_label(day: date, *, weekly: bool) -> str:
+    if weekly:
+        return f"The week to {day:%A} {day.day} {day:%B %Y}"
+    return f"{day:%A} {day.day} {day:%B %Y}"
+
+
+def reason_line(reason: str) -> str:
+    reason = one_line(reason)
+    return reason[:1].upper() + reason[1:]
+
+
+def intro_line(reader: Reader, *, count: int, weekly: bool) -> str:
+    papers = f"{count} paper{'' if count == 1 else 's'}"
+    period = "this week" if weekly else "today"
+    if not reader.topics:
+        return f"The {papers} most upvoted on Hugging Face {period}."
+    topics = ", ".join(reader.topics[:4]) + (" and more" if len(reader.topics) > 4 else "")
+    return f"{papers.capitalize()} {period} for your topics: {topics}."
+
+
+def why_line(reader: Reader) -> str:
+    return (
+        f"{reader.email} subscribed to the {reader.frequency} {settings.SITE_NAME} at "
+        f"{settings.SITE_URL} and confirmed the address."
+    )
+
+
+def _context(
+    *, day: date, weekly: bool, cards: list[dict[str, Any]], values: dict[str, str], markers: bool
+) -> dict[str, Any]:
+    return {
+        "site_name": settings.SITE_NAME,
+        "postal_address": settings.POSTAL_ADDRESS,
+        "day": day,
+        "day_label": day_label(day, weekly=weekly),
+        "cards": cards,
+        "markers": markers,
+        "card_start": TEXT_CARD_START,
+        "card_end": TEXT_CARD_END,
+        **values,
+    }
+
+
+def _card_context(card: Card, reason: str) -> dict[str, Any]:
+    return {**{f: getattr(card, f) for f in Card.__slots__}, "reason": reason}
+
+
+def reader_values(reader: Reader, *, count: int, weekly: bool) -> dict[str, str]:
+    return {
+        "intro": intro_line(reader, count=count, weekly=weekly),
+        "why": why_line(reader),
+        "webview_url": reader.webview_url,
+        "manage_url": reader.manage_url,
+        "unsubscribe_url": reader.unsubscribe_url,
+        "feedback_url": reader.feedback_url,
+    }
+
+
+def render_subject(*, day: date, top: Card, more: int) -> str:
+    subject = get_template("emails/digest.subject.txt").render(
+        {"site_name": settings.SITE_NAME, "day": day, "top_title": top.title, "more": more}
+    )
+    return one_line(subject)
+
+
+def render_full(
+    *, day: date, weekly: bool, cards: Sequence[Card], reasons: Sequence[str], reader: Reader
+) -> tuple[str, str]:
+    """The whole email (text, HTML before inlining) rendered by the templates in one go."""
+    values = reader_values(reader, count=len(cards), weekly=weekly)
+    card_contexts = [_card_context(c, reason_line(r)) for c, r in zip(cards, reasons, strict=True)]
+    context = _context(day=day, weekly=weekly, cards=card_contexts, values=values, markers=False)
+    text = get_template("emails/digest.txt").render(context)
+    html = get_template("emails/digest.html").render(context)
+    return text, html
+
+
+@dataclass(frozen=True, slots=True)
+class _Fragment:
+    html: str
+    text: str
+    size: int  # UTF-8 bytes of both parts
+
+
+class DayRenderer:
+    """Renders every reader's digest of one day (or week) from pre-inlined fragments.
+
+    Build it once per (day, papers) and reuse it for every reader of that day.
+    """
+
+    def __init__(self, *, day: date, papers: Sequence[Paperish], weekly: bool = False) -> None:
+        self.day = day
+        self.weekly = weekly
+        self.cards = {p.id: Card.from_paper(p) for p in papers}
+        self._subjects: dict[tuple[int, int], str] = {}
+        self._build()
+
+    def _build(self) -> None:
+        values = {name: placeholder(name) for name in READER_FIELDS}
+        cards = [_card_context(c, placeholder("reason")) for c in self.cards.values()]
+        context = _context(day=self.day, weekly=self.weekly, cards=cards, values=values, markers=True)
+        html = inline_css(get_template("emails/digest.html").render(context))
+        text = get_template("emails/digest.txt").render(context)
+
+        html_cards = list(HTML_CARD.finditer(html))
+        text_cards = text.split(TEXT_CARD_START)
+        if len(html_cards) != len(self.cards) or len(text_cards) != len(self.cards) + 1:
+            raise RuntimeError("the digest templates lost a card marker; check templates/emails/")
+        # With no cards the renderer is never asked for an email (render refuses), so the
+        # cut points only matter when there are cards.
+        self._html_prefix = html[: html_cards[0].start()] if html_cards else html
+        self._html_suffix = html[html_cards[-1].end() :] if html_cards else ""
+        self._text_prefix = text_cards[0]
+        text_bodies = [chunk.split(TEXT_CARD_END, 1) for chunk in text_cards[1:]]
+        self._text_suffix = text_bodies[-1][1] if text_bodies else ""
+        self._fragments = {
+            paper_id: _Fragment(html=m.group(0), text=body[0], size=len((m.group(0) + body[0]).encode()))
+            for paper_id, m, body in zip(self.cards, html_cards, text_bodies, strict=True)
+        }
+        shell = self._html_prefix + self._html_suffix + self._text_prefix + self._text_suffix
+        self._base_size = len(shell.encode()) + READER_HEADROOM
+
+    def fit(self, picks: Sequence[Pickish]) -> list[Pickish]:
+        """The picks whose cards fit under MAX_MESSAGE_BYTES, best first (unknown papers dropped)."""
+        kept = []
+        size = self._base_size
+        for pick in picks:
+            fragment = self._fragments.get(pick.paper_id)
+            if fragment is None:
+                continue
+            size += fragment.size + 2 * len(pick.reason)
+            if size > MAX_MESSAGE_BYTES:
+                break
+            kept.append(pick)
+        return kept
+
+    def subject(self, top: Card, count: int) -> str:
+        key = (top.paper_id, count)
+        subject = self._subjects.get(key)
+        if subject is None:
+            subject = self._subjects[key] = render_subject(day=self.day, top=top, more=count - 1)
+        return subject
+
+    def render(self, reader: Reader, picks: Sequence[Pickish]) -> RenderedDigest:
+        picks = self.fit(picks)
+        if not picks:
+            raise ValueError("a digest needs at least one paper")
+        values = reader_values(reader, count=len(picks), weekly=self.weekly)
+        html_values = {
+            placeholder(k): escape_attribute(v) if k in ATTRIBUTE_FIELDS else escape_text(v)
+            for k, v in values.items()
+        }
+        text_values = {placeholder(k): v for k, v in values.items()}
+        feedback_html = html_values["%%FEEDBACK_URL%%"]
+        feedback_text = text_values["%%FEEDBACK_URL%%"]
+        html_parts = [_substitute(self._html_prefix, html_values)]
+        text_parts = [_substitute(self._text_prefix, text_values)]
+        for pick in picks:
+            fragment = self._fragments[pick.paper_id]
+            reason = reason_line(pick.reason)
+            html_parts.append(
+                fragment.html.replace("%%REASON%%", escape_text(reason)).replace(
+                    "%%FEEDBACK_URL%%", feedback_html
+                )
+            )
+            text_parts.append(
+                fragment.text.replace("%%REASON%%", reason).replace("%%FEEDBACK_URL%%", feedback_text)
+            )
+        html_parts.append(_substitute(self._html_suffix, html_values))
+        text_parts.append(_substitute(self._text_suffix, text_values))
+        top = self.cards[picks[0].paper_id]
+        return RenderedDigest(
+            subject=self.subject(top, len(picks)),
+            text="".join(text_parts),
+            html="".join(html_parts),
+            paper_ids=tuple(p.paper_id for p in picks),
+            unsubscribe_url=reader.unsubscribe_url,
+        )
+
+
+def _substitute(fragment: str, values: dict[str, str]) -> str:
+    for token, value in values.items():
+        if token in fragment:
+            fragment = fragment.replace(token, value)
+    return fragment
+
+
+class NaiveRenderer(DayRenderer):
+    """Render and inline each reader's whole email: the reference, and the slow path.
+
+    Same card selection and subject as DayRenderer, so the two must agree byte for byte.
+    """
+
+    def render(self, reader: Reader, picks: Sequence[Pickish]) -> RenderedDigest:
+        picks = self.fit(picks)
+        if not picks:
+            raise ValueError("a digest needs at least one paper")
+        cards = [self.cards[p.paper_id] for p in picks]
+        text, html = render_full(
+            day=self.day, weekly=self.weekly, cards=cards, reasons=[p.reason for p in picks], reader=reader
+        )
+        return RenderedDigest(
+            subject=self.subject(cards[0], len(picks)),
+            text=text,
+            html=inline_css(html),
+            paper_ids=tuple(p.paper_id for p in picks),
+            unsubscribe_url=reader.unsubscribe_url,
+        )
