@@ -66,7 +66,10 @@ BACKGROUND_DAYS = 30
 PAUSE_KEY = "digest:sending-paused"
 # Each message that left is noted in the shared cache before its row is written, so the
 # sweeper can tell a dead worker's sent messages from its unsent ones.
+# A "try" mark goes in just before the SMTP conversation: a dead worker's row with neither
+# mark was never tried and may go out again; one with only the try mark is truly unknown.
 JOURNAL_KEY = "digest:sent:{}"
+TRY_KEY = "digest:try:{}"
 JOURNAL_SECONDS = 3 * 86_400
 # Planning reads active subscribers this many at a time (memory stays flat).
 PLAN_CHUNK = 2000
@@ -349,7 +352,9 @@ class MessageBuilder:
         boundary = f"=_pd{uuid.uuid4().hex}"
         unsubscribe = f"<{unsubscribe_url}>"
         if settings.UNSUBSCRIBE_MAILTO:
-            unsubscribe += f", <mailto:{settings.UNSUBSCRIBE_MAILTO}?subject=unsubscribe>"
+            # As services.list_unsubscribe_headers: the token in the subject names the subscriber.
+            token = unsubscribe_url.rstrip("/").rsplit("/", 1)[-1]
+            unsubscribe += f", <mailto:{settings.UNSUBSCRIBE_MAILTO}?subject=unsubscribe-{token}>"
         headers = (
             f"From: {self.from_header}\r\n"
             f"To: {to}\r\n"
@@ -695,9 +700,10 @@ def alert_waiting() -> None:
 def mark_stuck(*, now: datetime | None = None) -> int:
     """Rows left "sending" by a dead worker.
 
-    Those whose message the journal says left are recorded as sent; the rest may or may
-    not have left (the worker died mid-conversation), so they are marked stuck and
-    reported, never resent blindly.
+    Those whose message the journal says left are recorded as sent; those the worker
+    never began to send go back to pending; the rest may or may not have left (the
+    worker died mid-conversation), so they are marked stuck and reported, never resent
+    blindly.
     """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.DIGEST_STUCK_AFTER)
@@ -722,7 +728,13 @@ def mark_stuck(*, now: datetime | None = None) -> int:
                 papers=delivery.papers,
             )
         SentPaper.objects.bulk_create(ledger_rows, ignore_conflicts=True)
-    stuck_ids = [d.pk for d in candidates if d not in recovered]
+    unknown = [d.pk for d in candidates if d not in recovered]
+    tried = cache.get_many([TRY_KEY.format(pk) for pk in unknown])
+    untried = [pk for pk in unknown if TRY_KEY.format(pk) not in tried]
+    Delivery.objects.filter(pk__in=untried, status=Delivery.Status.SENDING).update(
+        status=Delivery.Status.PENDING, error="its worker died before trying to send it"
+    )
+    stuck_ids = [pk for pk in unknown if TRY_KEY.format(pk) in tried]
     count = Delivery.objects.filter(pk__in=stuck_ids, status=Delivery.Status.SENDING).update(
         status=Delivery.Status.STUCK,
         error="the worker sending it stopped before recording the outcome; it may or may not have been sent",
@@ -960,6 +972,7 @@ class _Batch:
             )
         try:
             with self.timer("send"):
+                _journal(TRY_KEY.format(delivery.pk), 1)
                 self.mailer.send(self.builder.envelope_from, subscriber.email, data)
         except PermanentError as exc:
             delivery.status, delivery.error = Delivery.Status.BOUNCED, str(exc)[:1000]
@@ -982,7 +995,7 @@ class _Batch:
                 "paper_ids": list(digest.paper_ids),
             }
             with self.timer("send"):
-                _journal(delivery.pk, outcome)
+                _journal(JOURNAL_KEY.format(delivery.pk), outcome)
             _apply_sent(delivery, outcome)
             self.ledger_rows.extend(_ledger_rows(delivery, outcome["paper_ids"]))
             report.sent += 1
@@ -995,11 +1008,11 @@ class _Batch:
             pause_sending(self.report.stopped)
 
 
-def _journal(delivery_id: int, outcome: dict) -> None:
+def _journal(key: str, value: object) -> None:
     try:
-        cache.set(JOURNAL_KEY.format(delivery_id), outcome, timeout=JOURNAL_SECONDS)
+        cache.set(key, value, timeout=JOURNAL_SECONDS)
     except Exception:  # the journal only narrows what a crash leaves stuck; never fail a send over it
-        logger.warning("could not journal delivery %s", delivery_id, exc_info=True)
+        logger.warning("could not write %s to the journal", key, exc_info=True)
 
 
 def _apply_sent(delivery: Delivery, outcome: dict) -> None:
