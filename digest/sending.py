@@ -544,11 +544,16 @@ class Mailer:
             self.sleep(self._next_at - now)
         self._next_at = max(now, self._next_at) + 1.0 / self.rate
 
-    def send(self, sender: str, to: str, data: bytes) -> None:
-        """Deliver or raise PermanentError / TemporaryError (the last one, after the retries)."""
+    def send(self, sender: str, to: str, data: bytes, *, before: Callable[[], None] | None = None) -> None:
+        """Deliver or raise PermanentError / TemporaryError (the last one, after the retries).
+
+        ``before`` runs just before each SMTP conversation, after any pacing wait.
+        """
         tries = settings.DIGEST_SMTP_RETRIES
         for attempt in range(tries):
             self._pace()
+            if before:
+                before()
             try:
                 self.via.send(sender, to, data)
                 return
@@ -834,7 +839,7 @@ def claim(ids: Sequence[int], *, by: str) -> list[Delivery]:
     """
     now = timezone.now()
     Delivery.objects.filter(pk__in=list(ids), status=Delivery.Status.PENDING).update(
-        status=Delivery.Status.SENDING, claimed_at=now, claimed_by=by, attempts=F("attempts") + 1
+        status=Delivery.Status.SENDING, claimed_at=now, claimed_by=by
     )
     return list(
         Delivery.objects.filter(pk__in=list(ids), status=Delivery.Status.SENDING, claimed_by=by)
@@ -970,10 +975,15 @@ class _Batch:
                 message_id=f"<digest.{delivery.pk}.{ed.digest_date:%Y%m%d}@{self.builder.domain}>",
                 feedback_id=f"digest-{ed.digest_date:%Y%m%d}",
             )
+        delivery.attempts += 1  # counted only when the relay is really asked
         try:
             with self.timer("send"):
-                _journal(TRY_KEY.format(delivery.pk), 1)
-                self.mailer.send(self.builder.envelope_from, subscriber.email, data)
+                self.mailer.send(
+                    self.builder.envelope_from,
+                    subscriber.email,
+                    data,
+                    before=lambda: _journal(TRY_KEY.format(delivery.pk), 1),
+                )
         except PermanentError as exc:
             delivery.status, delivery.error = Delivery.Status.BOUNCED, str(exc)[:1000]
             self.bounced_ids.append(subscriber.pk)
@@ -1053,7 +1063,7 @@ def _record(done: Sequence[Delivery], ledger_rows: list[SentPaper], bounced_ids:
             time.sleep(1 + attempt)
 
 
-OUTCOME_FIELDS = ["status", "error", "sent_at", "message_id", "papers"]
+OUTCOME_FIELDS = ["status", "error", "sent_at", "message_id", "papers", "attempts"]
 
 
 def _update_outcomes(done: Sequence[Delivery]) -> None:
@@ -1068,9 +1078,10 @@ def _update_outcomes(done: Sequence[Delivery]) -> None:
             """
             UPDATE digest_delivery AS d
                SET status = v.status, error = v.error, sent_at = v.sent_at,
-                   message_id = v.message_id, papers = v.papers::jsonb
-              FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[])
-                   AS v(id, status, error, sent_at, message_id, papers)
+                   message_id = v.message_id, papers = v.papers::jsonb, attempts = v.attempts
+              FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[],
+                          %s::int[])
+                   AS v(id, status, error, sent_at, message_id, papers, attempts)
              WHERE d.id = v.id
             """,
             [
@@ -1080,6 +1091,7 @@ def _update_outcomes(done: Sequence[Delivery]) -> None:
                 [d.sent_at for d in done],
                 [d.message_id for d in done],
                 [json.dumps(d.papers) for d in done],
+                [d.attempts for d in done],
             ],
         )
 
