@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from digest import sending, tokens
-from digest.models import Delivery, SentPaper, Subscriber, Suppression
+from digest.models import Delivery, SentPaper, Subscriber, Suppression, email_hash
 from papers.models import Paper, Pin, ScrapeRun
 from tests.digest.conftest import DIGEST_DAY
 from tests.factories import SubscriberFactory
@@ -555,3 +555,56 @@ def test_retrying_moves_failed_and_stuck_back_but_never_sent_ones(
     assert len(smtp_server.to(sent.email)) == 1
     assert len(smtp_server.to(stuck.email)) == 1
     assert len(smtp_server.to(failed.email)) == 1
+
+
+def test_non_ascii_headers_are_folded_with_crlf_only(smtp_server, ready_day, settings):
+    settings.DIGEST_FROM_EMAIL = (
+        "Tägliche Auswahl der besten Forschungsarbeiten über Maschinelles Lernen <d@example.org>"
+    )
+    paper = Paper.objects.get(arxiv_id=VIDEO)
+    paper.title = "Über-effiziente Vídeo-Generierung als multimodales Schließen über lange Zeiträume"
+    paper.save()
+    ann = SubscriberFactory(topics=["video generation"])
+
+    sending.send_batch(deliveries(ann))
+
+    [received] = smtp_server.to(ann.email)
+    # SMTP wants CRLF line ends; relays reject or rewrite bare LF (SMTP smuggling defences).
+    assert not re.search(rb"(?<!\r)\n", received.data)
+    assert not re.search(rb"\r(?!\n)", received.data)
+    subject = str(received.message()["Subject"])
+    assert "Über-effiziente Vídeo-Generierung" in subject
+    assert "\n" not in subject
+    assert parseaddr(str(received.message()["From"]))[1] == "d@example.org"
+    assert str(received.message()["From"]).startswith("Tägliche Auswahl der besten Forschungsarbeiten")
+
+
+def test_a_subscriber_who_left_after_planning_gets_nothing(smtp_server, ready_day):
+    ann = SubscriberFactory(topics=[])
+    bob = SubscriberFactory(topics=[])
+    ids = deliveries(ann, bob)
+    ann.status = Subscriber.Status.UNSUBSCRIBED
+    ann.save()
+    Suppression.objects.create(email_hash=email_hash(bob.email), reason=Suppression.Reason.COMPLAINT)
+
+    report = sending.send_batch(ids)
+
+    assert (report.sent, report.skipped) == (0, 2)
+    assert smtp_server.messages == []
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.SKIPPED}
+
+
+@pytest.mark.parametrize("stage", ["RCPT", "DATA"])
+def test_4xx_and_5xx_are_told_apart_at_either_stage(smtp_server, ready_day, stage):
+    ann = SubscriberFactory(email="ann@example.org", topics=[])
+    bob = SubscriberFactory(email="bob@example.org", topics=[])
+    cy = SubscriberFactory(email="cy@example.org", topics=[])
+    smtp_server.reply("ann@example.org", "452 4.2.2 Mailbox full", stage=stage, times=1)
+    smtp_server.reply("bob@example.org", "554 5.7.1 Message refused", stage=stage)
+
+    report = sending.send_batch(deliveries(ann, bob, cy))
+
+    assert (report.sent, report.bounced) == (2, 1)
+    statuses = dict(Delivery.objects.values_list("subscriber__email", "status"))
+    assert statuses == {"ann@example.org": "sent", "bob@example.org": "bounced", "cy@example.org": "sent"}
+    assert [len(smtp_server.to(a)) for a in ("ann@example.org", "bob@example.org", "cy@example.org")] == [1, 0, 1]
