@@ -101,3 +101,27 @@ def test_a_bad_date_is_refused(value, smtp_server, readers):
     with pytest.raises(CommandError, match="YYYY-MM-DD"):
         run("--date", value)
     assert smtp_server.messages == []
+
+
+def test_digests_not_sent_make_the_command_fail_after_its_summary(smtp_server, readers, settings):
+    settings.DIGEST_MAX_ATTEMPTS = 3
+    smtp_server.reply("bob@example.org", "451 4.3.0 Try later")
+    out = StringIO()
+
+    with pytest.raises(CommandError, match="1 digests were not sent"):
+        call_command("senddigests", "--date", DATE, stdout=out, stderr=StringIO())
+
+    assert "1 sent" in out.getvalue()
+    assert "1 left pending" in out.getvalue()
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["ann@example.org"]]
+    assert Delivery.objects.get(subscriber=readers["trending"]).status == Delivery.Status.PENDING
+
+
+def test_a_paused_sender_refuses_to_run(smtp_server, readers):
+    from digest import sending
+
+    sending.pause_sending("test")
+
+    with pytest.raises(CommandError, match="paused"):
+        run("--date", DATE)
+    assert smtp_server.messages == []

@@ -608,3 +608,15 @@ def test_4xx_and_5xx_are_told_apart_at_either_stage(smtp_server, ready_day, stag
     statuses = dict(Delivery.objects.values_list("subscriber__email", "status"))
     assert statuses == {"ann@example.org": "sent", "bob@example.org": "bounced", "cy@example.org": "sent"}
     assert [len(smtp_server.to(a)) for a in ("ann@example.org", "bob@example.org", "cy@example.org")] == [1, 0, 1]
+
+
+def test_a_weekly_subscriber_gets_the_weeks_best(smtp_server, ready_day, settings):
+    settings.DIGEST_WEEKLY_DAY = "saturday"
+    weekly = SubscriberFactory(topics=[], frequency=Subscriber.Frequency.WEEKLY, max_papers=3, send_hour=0)
+
+    assert sending.plan_due(now=NOW).planned == 1
+    report = sending.send_batch(list(Delivery.objects.values_list("pk", flat=True)))
+
+    assert report.sent == 1
+    assert sent_ids(weekly)[0] == VIDEO
+    assert "trending this week" in text_of(smtp_server.to(weekly.email)[0]).lower()
