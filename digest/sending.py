@@ -308,13 +308,15 @@ def _domain() -> str:
 def _encode_header(value: str) -> str:
     if value.isascii():
         return value
-    return Header(value, "utf-8").encode()
+    # Header folds long values; its default line end is a bare LF, which SMTP forbids.
+    return Header(value, "utf-8").encode(linesep="\r\n")
 
 
 def _from_header(address: str) -> str:
     name, addr = parseaddr(address)
     if name and not name.isascii():
-        return f"{Header(name, 'utf-8').encode()} <{addr}>"
+        encoded = Header(name, "utf-8").encode(linesep="\r\n")
+        return f"{encoded} <{addr}>"
     return address
 
 
