@@ -342,7 +342,8 @@ class DayRenderer:
             raise ValueError("a digest needs at least one paper")
         values = reader_values(reader, count=len(picks), weekly=self.weekly)
         html_values = {
-            placeholder(k): escape_attribute(v) if k in ATTRIBUTE_FIELDS else escape_text(v) for k, v in values.items()
+            placeholder(k): escape_attribute(v) if k in ATTRIBUTE_FIELDS else escape_text(v)
+            for k, v in values.items()
         }
         text_values = {placeholder(k): v for k, v in values.items()}
         feedback_html = html_values["%%FEEDBACK_URL%%"]
@@ -353,9 +354,13 @@ class DayRenderer:
             fragment = self._fragments[pick.paper_id]
             reason = reason_line(pick.reason)
             html_parts.append(
-                fragment.html.replace("%%REASON%%", escape_text(reason)).replace("%%FEEDBACK_URL%%", feedback_html)
+                fragment.html.replace("%%REASON%%", escape_text(reason)).replace(
+                    "%%FEEDBACK_URL%%", feedback_html
+                )
             )
-            text_parts.append(fragment.text.replace("%%REASON%%", reason).replace("%%FEEDBACK_URL%%", feedback_text))
+            text_parts.append(
+                fragment.text.replace("%%REASON%%", reason).replace("%%FEEDBACK_URL%%", feedback_text)
+            )
         html_parts.append(_substitute(self._html_suffix, html_values))
         text_parts.append(_substitute(self._text_suffix, text_values))
         top = self.cards[picks[0].paper_id]
