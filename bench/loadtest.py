@@ -500,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"load test: {args.rate:g} requests/s for {args.duration:g} s, gunicorn {args.workers} workers"
         f" x {args.threads} threads, {'PostgreSQL' if database_url.startswith('postgres') else 'SQLite'},"
-        f" {'Redis' if redis_url else 'filesystem broker'}, {os.cpu_count()} CPUs",
+        f" {'Redis' if redis_url else 'filesystem broker'}, {os.cpu_count()} CPUs,"
+        " load average {:.2f}".format(os.getloadavg()[0]),
         flush=True,
     )
     report = run(
@@ -516,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
         log=args.log,
     )
     print("\n".join(report.lines()))
+    # Other work on the machine takes CPU from gunicorn; say how busy it was.
+    print("load average after the run: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     return 0 if report.passed else 1
 
 
