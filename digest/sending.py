@@ -683,6 +683,17 @@ def release_waiting() -> int:
     return released
 
 
+# A digest held back longer than this is no longer news: it is skipped, not sent late.
+WAITING_DAYS = 2
+
+
+def expire_waiting(*, today: date | None = None) -> int:
+    today = today or timezone.localdate()
+    return Delivery.objects.filter(
+        status=Delivery.Status.WAITING, digest_date__lt=today - timedelta(days=WAITING_DAYS)
+    ).update(status=Delivery.Status.SKIPPED, error=f"its papers never arrived within {WAITING_DAYS} days")
+
+
 def alert_waiting() -> None:
     """Tell curators, once a day per date, that digests are held back for missing papers."""
     counts = (
@@ -786,6 +797,7 @@ def planner_run(*, now: datetime | None = None) -> PlanReport:
     """
     report = plan_due(now=now)
     report.released = release_waiting()
+    expire_waiting(today=timezone.localdate(now) if now else None)
     report.stuck = mark_stuck(now=now)
     alert_waiting()
     report.batches = fan_out()

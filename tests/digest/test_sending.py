@@ -628,3 +628,17 @@ def test_a_weekly_subscriber_gets_the_weeks_best(smtp_server, ready_day, setting
     assert report.sent == 1
     assert sent_ids(weekly)[0] == VIDEO
     assert "trending this week" in text_of(smtp_server.to(weekly.email)[0]).lower()
+
+
+def test_digests_held_back_too_long_are_skipped_not_sent_late():
+    subscriber = SubscriberFactory(topics=[])
+    today = DIGEST_DAY + timedelta(days=3)
+    old = Delivery.objects.create(subscriber=subscriber, digest_date=DIGEST_DAY, status=Delivery.Status.WAITING)
+    recent = Delivery.objects.create(
+        subscriber=subscriber, digest_date=today - timedelta(days=1), status=Delivery.Status.WAITING
+    )
+    assert sending.expire_waiting(today=today) == 1
+    old.refresh_from_db()
+    recent.refresh_from_db()
+    assert (old.status, recent.status) == (Delivery.Status.SKIPPED, Delivery.Status.WAITING)
+    assert "never arrived" in old.error
