@@ -92,24 +92,27 @@ def subscriber_subscribe(
         return "limited"
     with transaction.atomic():
         subscriber = Subscriber.objects.select_for_update().filter(email=email).first()
+        created = False
         if subscriber is None:
             try:
                 with transaction.atomic():
                     subscriber = Subscriber.objects.create(email=email, **preferences)
+                    created = True
             except IntegrityError:
                 # Another request created it a moment ago; carry on with that row.
                 subscriber = Subscriber.objects.select_for_update().get(email=email)
-        if subscriber.status in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
-            # Someone may be typing another person's address: change nothing, just send
-            # the owner a link to their preferences.
-            _enqueue("send_manage_link", subscriber.pk)
-            return "manage"
-        # Pending or unsubscribed: the newest signup is what the confirmation confirms.
-        for name, value in preferences.items():
-            setattr(subscriber, name, value)
-        subscriber.status = Subscriber.Status.PENDING
-        subscriber.confirmation_sent_at = None
-        subscriber.save()
+        if not created:
+            if subscriber.status in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
+                # Someone may be typing another person's address: change nothing, just send
+                # the owner a link to their preferences.
+                _enqueue("send_manage_link", subscriber.pk)
+                return "manage"
+            # Pending or unsubscribed: the newest signup is what the confirmation confirms.
+            for name, value in preferences.items():
+                setattr(subscriber, name, value)
+            subscriber.status = Subscriber.Status.PENDING
+            subscriber.confirmation_sent_at = None
+            subscriber.save()
         ConsentRecord.objects.create(
             subscriber=subscriber, ip=ip, user_agent=user_agent[:500], form_version=form_version
         )
