@@ -285,3 +285,77 @@ def confirmations_sweep(*, now: datetime | None = None) -> int:
             # One bad address must not hold back the others; the next sweep retries it.
             logger.exception("confirmation to subscriber %s failed", subscriber_id)
     return sent
+
+
+def subscriber_suppress(*, subscriber: Subscriber) -> Subscriber:
+    """A curator's block: never mail this address again, even if it signs up anew
+    (curator suppressions are not liftable from the public form)."""
+    with transaction.atomic():
+        Suppression.objects.update_or_create(
+            email_hash=email_hash(subscriber.email), defaults={"reason": Suppression.Reason.CURATOR}
+        )
+        return subscriber_unsubscribe(subscriber=subscriber)
+
+
+ResendOutcome = Literal["queued", "not-pending", "limited"]
+
+
+def confirmation_resend(*, subscriber: Subscriber) -> ResendOutcome:
+    """Send a pending subscriber's confirmation again, within the per-address daily cap."""
+    if subscriber.status != Subscriber.Status.PENDING:
+        return "not-pending"
+    if rate_limit_hit(f"address:{email_hash(subscriber.email)}", limit=MAILS_PER_ADDRESS_PER_DAY, window=86400):
+        return "limited"
+    with transaction.atomic():
+        # Unclaim it: confirmation_send claims the row before sending, so a double click sends once.
+        Subscriber.objects.filter(pk=subscriber.pk, status=Subscriber.Status.PENDING).update(confirmation_sent_at=None)
+        _enqueue("send_confirmation", subscriber.pk)
+    return "queued"
+
+
+# --- console accounts ---------------------------------------------------------------
+
+CURATOR_GROUP = "curator"
+
+
+class CuratorError(ValueError):
+    """A curator account cannot be created; the message is one line for the operator."""
+
+
+def curator_create(*, email: str, username: str = "", superuser: bool = False) -> tuple[Any, str]:
+    """A staff account in the "curator" group with a generated password: (user, password).
+
+    The username is the address unless given; superuser=True also makes it a superuser
+    (the local operator that `up` creates)."""
+    import secrets
+
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    email = email.strip().lower()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise CuratorError(f"not an email address: {email!r}") from None
+    username = username or email
+    users = get_user_model()
+    if users.objects.filter(username__iexact=username).exists():
+        raise CuratorError(f"a user named {username!r} already exists")
+    if users.objects.filter(email__iexact=email).exists():
+        raise CuratorError(f"a user with the address {email!r} already exists")
+    password = secrets.token_urlsafe(15)
+    with transaction.atomic():
+        user = users.objects.create_user(
+            username=username, email=email, password=password, is_staff=True, is_superuser=superuser
+        )
+        # The group comes with its permissions from a migration; get_or_create only guards
+        # against someone having deleted it by hand.
+        group, _ = Group.objects.get_or_create(name=CURATOR_GROUP)
+        user.groups.add(group)
+    return user, password
+
+
+def console_url() -> str:
+    return f"{settings.SITE_URL}/{settings.ADMIN_URL}"
