@@ -359,3 +359,20 @@ def curator_create(*, email: str, username: str = "", superuser: bool = False) -
 
 def console_url() -> str:
     return f"{settings.SITE_URL}/{settings.ADMIN_URL}"
+
+
+def periodic_task_send(*, task: Any) -> str:
+    """Run a beat entry now: send its task with its own arguments, as beat would; returns the task id."""
+    import json
+
+    from digest.celery import app
+
+    options: dict[str, Any] = {"queue": task.queue} if task.queue else {}
+    result = app.send_task(
+        task.task,
+        args=json.loads(task.args or "[]"),
+        kwargs=json.loads(task.kwargs or "{}"),
+        headers={"periodic_task_name": task.name},
+        **options,
+    )
+    return str(result.id)
