@@ -72,7 +72,8 @@ class ConsoleSite(admin.AdminSite):
         if failed:
             window = settings.LOGIN_FAILURE_WINDOW
             for key, limit in limits:
-                if rate_limit_hit(key, limit=limit, window=window):
+                # The limit-th failure locks: the next attempt is refused.
+                if rate_limit_hit(key, limit=limit - 1, window=window):
                     cache.set(f"locked:{key}", True, timeout=window)
         return response
 

@@ -235,7 +235,7 @@ class Dashboard:
 
 
 def dashboard(*, today: date, now: datetime) -> Dashboard:
-    """Everything on the console's front page, in four queries whatever the data's size."""
+    """Everything on the console's front page, in three queries whatever the data's size."""
     from digest.models import Delivery
 
     status = Delivery.Status

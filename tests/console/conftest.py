@@ -41,8 +41,8 @@ def superuser_client(superuser: AbstractBaseUser) -> Client:
 def run_action() -> Callable:
     """POST an admin action on a changelist, the way the action bar does."""
 
-    def post(client: Client, changelist: str, action: str, ids: list[int], **extra: object):
+    def post(client: Client, changelist: str, action: str, ids: list[int], follow: bool = False, **extra: object):
         data = {"action": action, "_selected_action": [str(i) for i in ids], "index": "0", **extra}
-        return client.post(console(changelist), data)
+        return client.post(console(changelist), data, follow=follow)
 
     return post
