@@ -34,6 +34,13 @@ def install_schedule(sender: Celery, **kwargs: object) -> None:
             "task": "papers.tasks.scrape_trending",
             "schedule": crontab(minute=20, hour=settings.SCRAPE_TRENDING_HOUR),
         },
+        # Hourly: plan the digests whose subscribers' local send hour has come, release
+        # those held for a late scrape, sweep dead workers' claims and fan out batches.
+        # A second beat or a missed hour does no harm: planning is idempotent.
+        "plan-digests": {
+            "task": "digest.tasks.plan_digests",
+            "schedule": crontab(minute=settings.DIGEST_PLAN_MINUTE),
+        },
         # A signup whose enqueue was lost (broker down) still gets its confirmation email
         # within minutes; a person waiting at their inbox will not wait much longer.
         "sweep-confirmations": {

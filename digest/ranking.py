@@ -128,9 +128,7 @@ _PIN, _FOLLOW, _MATCH, _TRENDING = range(4)
 # A bound prefix is glued to the next word, which makes "multi-modal", "multi modal" and
 # "multimodal" one token ("multimodal"); other hyphens are spaces, so "vision-language"
 # is "vision language". The price: "modal" alone does not match "multi-modal".
-GLUE_PREFIXES = frozenset(
-    {"multi", "pre", "post", "non", "semi", "co", "re", "sub", "inter", "intra", "fine"}
-)
+GLUE_PREFIXES = frozenset({"multi", "pre", "post", "non", "semi", "co", "re", "sub", "inter", "intra", "fine"})
 
 # Abbreviations are expanded (never contracted), on both sides: "LLMs" and "large
 # language models" both become "large language model", and a topic "language model"
@@ -217,9 +215,7 @@ def _base_tokens(chunk: str) -> list[str]:
     return out
 
 
-_EXPANSIONS = {
-    _stem(abbr): tuple(_stem(t) for t in _base_tokens(long)) for abbr, long in ABBREVIATIONS.items()
-}
+_EXPANSIONS = {_stem(abbr): tuple(_stem(t) for t in _base_tokens(long)) for abbr, long in ABBREVIATIONS.items()}
 
 
 @lru_cache(maxsize=1 << 17)
@@ -233,8 +229,7 @@ def _chunk_tokens(chunk: str) -> list[str]:
 
 
 _SYNONYMS = [
-    (f" {' '.join(_chunk_tokens(long))} ", f" {' '.join(_chunk_tokens(short))} ")
-    for long, short in SYNONYMS.items()
+    (f" {' '.join(_chunk_tokens(long))} ", f" {' '.join(_chunk_tokens(short))} ") for long, short in SYNONYMS.items()
 ]
 
 
@@ -390,9 +385,7 @@ class _Queries:
     def topics_one_per_row(self) -> sparse.csr_array:
         """``topics`` with each nonzero on its own row, so products keep topics apart."""
         n = len(self.topic_rows)
-        return sparse.csr_array(
-            (np.ones(n), (np.arange(n), self.topic_cols)), shape=(n, self.topics.shape[1])
-        )
+        return sparse.csr_array((np.ones(n), (np.arange(n), self.topic_cols)), shape=(n, self.topics.shape[1]))
 
 
 class PaperIndex:
@@ -451,8 +444,7 @@ class PaperIndex:
 
         self._pinned = np.array([p.pinned for p in self.papers], bool)
         self._pin_reasons = [
-            f"curator's pick: {p.pin_note.strip()}" if p.pin_note.strip() else "curator's pick"
-            for p in self.papers
+            f"curator's pick: {p.pin_note.strip()}" if p.pin_note.strip() else "curator's pick" for p in self.papers
         ]
         self._popularity = _per_day_log_scale([p.upvotes for p in self.papers], self.papers)
         self._momentum = _per_day_log_scale([max(p.momentum, 0.0) for p in self.papers], self.papers)
@@ -496,9 +488,7 @@ class PaperIndex:
                 tf = np.array([[len(pattern.findall(f)) for f in self._fields[c]] for c in cols], float)
                 saturated = tf * (BM25_K1 + 1) / (tf + self._k1_norm[cols])
                 scores = idf * (saturated @ FIELD_WEIGHTS)
-                feature = _Phrase(
-                    np.array(cols, np.int64), scores, dict(zip(cols, scores.tolist(), strict=True))
-                )
+                feature = _Phrase(np.array(cols, np.int64), scores, dict(zip(cols, scores.tolist(), strict=True)))
         self._phrases[phrase] = feature
         return feature
 
@@ -531,9 +521,7 @@ class PaperIndex:
                 topics=tuple(topics.items()),
                 excludes=tuple(dict.fromkeys(t for raw in profile.excludes if (t := self._term(raw)))),
                 authors=tuple(dict.fromkeys(n for raw in profile.authors if (n := normalize_name(raw)))),
-                organizations=tuple(
-                    dict.fromkeys(n for raw in profile.organizations if (n := normalize_name(raw)))
-                ),
+                organizations=tuple(dict.fromkeys(n for raw in profile.organizations if (n := normalize_name(raw)))),
             )
         return interest
 
@@ -583,9 +571,7 @@ class PaperIndex:
         kinds[:, self._pinned] = _PIN
         best, second = self._best_topics(q, scores.shape)
         picked = [np.take_along_axis(m, order, axis=1).tolist() for m in (scores, kinds, best, second)]
-        for profile, interest, *candidates in zip(
-            profiles, q.interests, order.tolist(), *picked, strict=True
-        ):
+        for profile, interest, *candidates in zip(profiles, q.interests, order.tolist(), *picked, strict=True):
             ranked[profile.subscriber_id] = self._pick(profile, interest, *candidates)
 
     def _pick(

@@ -18,6 +18,7 @@ No database access; settings are read for the site name, URLs and postal address
 
 from __future__ import annotations
 
+import binascii
 import logging
 import re
 from collections.abc import Sequence
@@ -60,6 +61,12 @@ def escape_text(value: str) -> str:
 
 def escape_attribute(value: str) -> str:
     return escape_text(value).replace('"', "&quot;")
+
+
+def encoded_size(text: str) -> int:
+    """Bytes ``text`` takes in the sent message: both parts go quoted-printable, which
+    turns every "=" of the HTML's attributes into "=3D" and adds soft line breaks."""
+    return len(binascii.b2a_qp(text.encode(), istext=True))
 
 
 def one_line(value: str) -> str:
@@ -274,7 +281,7 @@ def render_full(
 class _Fragment:
     html: str
     text: str
-    size: int  # UTF-8 bytes of both parts
+    size: int  # bytes of both parts as sent (quoted-printable)
 
 
 class DayRenderer:
@@ -309,11 +316,11 @@ class DayRenderer:
         text_bodies = [chunk.split(TEXT_CARD_END, 1) for chunk in text_cards[1:]]
         self._text_suffix = text_bodies[-1][1] if text_bodies else ""
         self._fragments = {
-            paper_id: _Fragment(html=m.group(0), text=body[0], size=len((m.group(0) + body[0]).encode()))
+            paper_id: _Fragment(html=m.group(0), text=body[0], size=encoded_size(m.group(0) + body[0]))
             for paper_id, m, body in zip(self.cards, html_cards, text_bodies, strict=True)
         }
         shell = self._html_prefix + self._html_suffix + self._text_prefix + self._text_suffix
-        self._base_size = len(shell.encode()) + READER_HEADROOM
+        self._base_size = encoded_size(shell) + READER_HEADROOM
 
     def fit(self, picks: Sequence[Pickish]) -> list[Pickish]:
         """The picks whose cards fit under MAX_MESSAGE_BYTES, best first (unknown papers dropped)."""
@@ -342,8 +349,7 @@ class DayRenderer:
             raise ValueError("a digest needs at least one paper")
         values = reader_values(reader, count=len(picks), weekly=self.weekly)
         html_values = {
-            placeholder(k): escape_attribute(v) if k in ATTRIBUTE_FIELDS else escape_text(v)
-            for k, v in values.items()
+            placeholder(k): escape_attribute(v) if k in ATTRIBUTE_FIELDS else escape_text(v) for k, v in values.items()
         }
         text_values = {placeholder(k): v for k, v in values.items()}
         feedback_html = html_values["%%FEEDBACK_URL%%"]
@@ -354,13 +360,9 @@ class DayRenderer:
             fragment = self._fragments[pick.paper_id]
             reason = reason_line(pick.reason)
             html_parts.append(
-                fragment.html.replace("%%REASON%%", escape_text(reason)).replace(
-                    "%%FEEDBACK_URL%%", feedback_html
-                )
+                fragment.html.replace("%%REASON%%", escape_text(reason)).replace("%%FEEDBACK_URL%%", feedback_html)
             )
-            text_parts.append(
-                fragment.text.replace("%%REASON%%", reason).replace("%%FEEDBACK_URL%%", feedback_text)
-            )
+            text_parts.append(fragment.text.replace("%%REASON%%", reason).replace("%%FEEDBACK_URL%%", feedback_text))
         html_parts.append(_substitute(self._html_suffix, html_values))
         text_parts.append(_substitute(self._text_suffix, text_values))
         top = self.cards[picks[0].paper_id]

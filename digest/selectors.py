@@ -1,6 +1,5 @@
 """Reads that views, commands and the admin share."""
 
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -8,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from digest.models import ConsentRecord, Subscriber
@@ -76,9 +75,20 @@ def recent_days(*, days: int = PREVIEW_DAYS) -> list[date]:
     )
 
 
-def _phrase_pattern(phrase: str) -> re.Pattern[str]:
-    # Word boundaries that also work around phrases starting or ending in punctuation ("c++").
-    return re.compile(rf"(?<!\w){re.escape(phrase)}(?!\w)", re.IGNORECASE)
+_preview_index: dict[str, Any] = {}
+
+
+def _recent_index(days: list[date]) -> tuple[Any, dict[int, Paper]]:
+    """The ranking index of the recent days' papers, rebuilt only when they change."""
+    from digest.ranking import PaperIndex
+    from digest.sending import paper_doc
+
+    visible = Paper.objects.filter(featured_on__in=days, hidden=False, withdrawn_at__isnull=True)
+    stamp = (tuple(days), *visible.aggregate(n=Count("id"), at=Max("updated_at")).values())
+    if _preview_index.get("stamp") != stamp:
+        papers = {p.pk: p for p in visible}
+        _preview_index.update(stamp=stamp, papers=papers, index=PaperIndex([paper_doc(p) for p in papers.values()]))
+    return _preview_index["index"], _preview_index["papers"]
 
 
 def preview_papers(
@@ -89,45 +99,25 @@ def preview_papers(
     organizations: list[str],
     limit: int,
 ) -> list[tuple[Paper, str]]:
-    """Recent papers a digest with these filters would contain, each with the reason why.
+    """Recent papers a digest with these filters would contain, each with the reason why,
+    ranked by the same code as the emails (digest/ranking.py)."""
+    from digest.ranking import Profile
 
-    A simple case-insensitive phrase match over title, keywords, summary and abstract of
-    the recent days' papers; the digest's ranking module replaces this body, so callers
-    rely only on the signature.
-    """
     if not (topics or authors or organizations) or limit <= 0:
         return []
     days = recent_days()
     if not days:
         return []
-    topic_patterns = [(t, _phrase_pattern(t)) for t in topics]
-    exclude_patterns = [_phrase_pattern(x) for x in excludes]
-    wanted_authors = {a.casefold() for a in authors}
-    org_patterns = [(o, _phrase_pattern(o)) for o in organizations]
-    scored: list[tuple[int, int, str, Paper, str]] = []
-    papers = Paper.objects.filter(featured_on__in=days, hidden=False, withdrawn_at__isnull=True).only(
-        "arxiv_id", "title", "abstract", "authors", "organization", "featured_on", "upvotes",
-        "ai_summary", "ai_keywords",
-    )  # fmt: skip
-    for paper in papers:
-        text = "\n".join([paper.title, " ; ".join(paper.ai_keywords), paper.ai_summary, paper.abstract])
-        if any(p.search(text) for p in exclude_patterns):
-            continue
-        reasons = []
-        topics_hit = [t for t, p in topic_patterns if p.search(text)]
-        if topics_hit:
-            reasons.append("matches: " + ", ".join(topics_hit))
-        authors_hit = [a for a in paper.authors if a.casefold() in wanted_authors]
-        if authors_hit:
-            reasons.append("by " + ", ".join(authors_hit))
-        orgs_hit = [o for o, p in org_patterns if p.search(paper.organization)]
-        if orgs_hit:
-            reasons.append("from " + ", ".join(orgs_hit))
-        if reasons:
-            hits = len(topics_hit) + len(authors_hit) + len(orgs_hit)
-            scored.append((hits, paper.upvotes, paper.arxiv_id, paper, "; ".join(reasons)))
-    scored.sort(key=lambda row: (-row[0], -row[1], row[2]))
-    return [(paper, reason) for *_, paper, reason in scored[:limit]]
+    index, papers = _recent_index(days)
+    profile = Profile(
+        subscriber_id=0,
+        topics=tuple(topics),
+        excludes=tuple(excludes),
+        authors=tuple(authors),
+        organizations=tuple(organizations),
+        max_papers=limit,
+    )
+    return [(papers[item.paper_id], item.reason) for item in index.rank([profile])[0]]
 
 
 def topic_suggestions(*, limit: int = 16) -> list[str]:

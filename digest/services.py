@@ -20,7 +20,8 @@ from django.utils import timezone
 
 from digest import tokens
 from digest.emails import make_message
-from digest.models import ConsentRecord, Delivery, Subscriber, Suppression, email_hash
+from digest.models import ConsentRecord, Delivery, Feedback, Subscriber, Suppression, email_hash
+from papers.models import Paper
 
 logger = logging.getLogger(__name__)
 
@@ -285,6 +286,30 @@ def confirmations_sweep(*, now: datetime | None = None) -> int:
             # One bad address must not hold back the others; the next sweep retries it.
             logger.exception("confirmation to subscriber %s failed", subscriber_id)
     return sent
+
+
+def feedback_record(*, subscriber: Subscriber, arxiv_id: str, signal: int) -> Feedback | None:
+    """ "More / less like this" on one paper: stored once per paper, and the subscriber's
+    learned weights move only when the signal is new or changed (a double click, or a
+    link scanner repeating the request, changes nothing)."""
+    from digest.ranking import learn_weights
+    from digest.sending import paper_doc
+
+    paper = Paper.objects.filter(arxiv_id=arxiv_id).first()
+    if paper is None or signal not in (Feedback.Signal.MORE, Feedback.Signal.LESS):
+        return None
+    with transaction.atomic():
+        locked = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+        feedback, created = Feedback.objects.get_or_create(subscriber=locked, paper=paper, defaults={"signal": signal})
+        if not created and feedback.signal == signal:
+            return feedback
+        if not created:
+            feedback.signal = signal
+            feedback.created_at = timezone.now()
+            feedback.save(update_fields=["signal", "created_at"])
+        locked.weights = learn_weights(locked.weights or {}, paper_doc(paper), signal)
+        locked.save(update_fields=["weights", "updated_at"])
+    return feedback
 
 
 def subscriber_suppress(*, subscriber: Subscriber) -> Subscriber:

@@ -250,9 +250,10 @@ OUTBOX_DIR = VAR_DIR / "outbox"
 # --- the daily digest (digest/sending.py) ----------------------------------------
 # CAN-SPAM: every digest names a physical postal address in its footer.
 POSTAL_ADDRESS = env("POSTAL_ADDRESS", "1 Example Street, 10115 Berlin, Germany")
-# Second address in List-Unsubscribe (mailto:); the https one-click link is the primary
-# one. Someone must read this mailbox; empty leaves the mailto: out.
-DIGEST_UNSUBSCRIBE_EMAIL = env("DIGEST_UNSUBSCRIBE_EMAIL", f"unsubscribe@{_site_host}")
+# Weekly subscribers get the best of the week on this day, at their send hour.
+DIGEST_WEEKLY_DAY = env("DIGEST_WEEKLY_DAY", "monday").lower()
+if DIGEST_WEEKLY_DAY not in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"):
+    raise ImproperlyConfigured(f"DIGEST_WEEKLY_DAY must be a day of the week, got {DIGEST_WEEKLY_DAY!r}")
 # Deliveries per Celery task: one SMTP connection and a fixed number of queries each.
 DIGEST_BATCH_SIZE = envint("DIGEST_BATCH_SIZE", "500", minimum=1, maximum=5000)
 # Messages per second per sending process; 0 = as fast as the relay accepts.
@@ -265,11 +266,15 @@ DIGEST_RETRY_BACKOFF = envfloat("DIGEST_RETRY_BACKOFF", "2")
 DIGEST_MAX_ATTEMPTS = envint("DIGEST_MAX_ATTEMPTS", "3", minimum=1, maximum=20)
 # After this many failed messages in a row a batch stops, sending pauses and curators are alerted.
 DIGEST_MAX_CONSECUTIVE_ERRORS = envint("DIGEST_MAX_CONSECUTIVE_ERRORS", "10", minimum=1)
+# ...for this many seconds; a relay that cannot be reached at all pauses sending too.
+DIGEST_PAUSE_SECONDS = envint("DIGEST_PAUSE_SECONDS", "900", minimum=1)
+# The hourly planner's minute: after the scrapes at minute 5, so a morning's digests see them.
+DIGEST_PLAN_MINUTE = envint("DIGEST_PLAN_MINUTE", "15", minimum=0, maximum=59)
 # Hard bounces (SMTP 5xx for the recipient) before an address is suppressed.
 DIGEST_BOUNCE_LIMIT = envint("DIGEST_BOUNCE_LIMIT", "3", minimum=1)
 # A delivery still "sending" this long after its claim belongs to a dead worker: it is
 # marked stuck and reported, never resent. Longer than any batch may run (the task limit).
-DIGEST_STUCK_AFTER = envint("DIGEST_STUCK_AFTER", str(CELERY_TASK_TIME_LIMIT + 300), minimum=60)
+DIGEST_STUCK_AFTER = envint("DIGEST_STUCK_AFTER", str(CELERY_TASK_TIME_LIMIT + 300), minimum=5)
 
 # No relay configured: write each message to OUTBOX_DIR as an .eml file.
 EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "digest.mail.OutboxBackend"

@@ -18,3 +18,22 @@ def send_manage_link(subscriber_id: int) -> bool:
 @shared_task
 def sweep_confirmations() -> int:
     return services.confirmations_sweep()
+
+
+@shared_task
+def plan_digests() -> dict[str, int]:
+    """Beat's hourly planner: plan due digests, release held ones, sweep, fan out."""
+    from digest import sending
+
+    report = sending.planner_run()
+    return {"planned": report.planned, "waiting": report.waiting, "batches": report.batches, "stuck": report.stuck}
+
+
+# acks_late (settings) plus reject_on_worker_lost: a batch whose worker died is handed to
+# another worker, whose claim finds nothing left pending; no email is sent twice.
+@shared_task
+def send_digest_batch(delivery_ids: list[int]) -> dict[str, int | str]:
+    from digest import sending
+
+    report = sending.send_batch(delivery_ids)
+    return {"claimed": report.claimed, "sent": report.sent, "failed": report.failed, "stopped": report.stopped}

@@ -1,4 +1,5 @@
 import ipaddress
+from datetime import date
 from typing import Any
 
 from django.conf import settings
@@ -9,7 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from digest import selectors, services
+from digest import selectors, sending, services
 from digest.forms import (
     DEFAULT_PAPERS,
     FORM_VERSION,
@@ -26,6 +27,7 @@ from digest.forms import (
 )
 from digest.models import Subscriber
 from digest.tokens import BadToken, make_token, read_token
+from papers.models import Paper
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -236,3 +238,50 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
 def healthz(request: HttpRequest) -> JsonResponse:
     report = selectors.health()
     return JsonResponse(report, status=200 if report["ok"] else 503)
+
+
+@csrf_exempt  # the signed token is the authenticator, as for one-click unsubscribe
+@never_cache
+@require_http_methods(["GET", "POST"])
+def feedback(request: HttpRequest, token: str) -> HttpResponse:
+    """ "More / less like this" from a digest. GET shows the choice and, with JavaScript,
+    submits it at once (one click); the POST records it. Link scanners only GET."""
+    try:
+        subscriber, _ = read_token(token, "feedback")
+    except BadToken as exc:
+        return _bad_link(request, exc)
+    data = request.POST if request.method == "POST" else request.GET
+    arxiv_id = data.get("p", "")[:32]
+    try:
+        signal = int(data.get("v", ""))
+    except ValueError:
+        signal = 0
+    paper = Paper.objects.filter(arxiv_id=arxiv_id).first()
+    if paper is None or signal not in (1, -1):
+        return _bad_link(request, "this feedback link is not valid")
+    done = False
+    if request.method == "POST":
+        services.feedback_record(subscriber=subscriber, arxiv_id=arxiv_id, signal=signal)
+        done = True
+    context = {"paper": paper, "signal": signal, "done": done, "manage_path": _manage_path(subscriber)}
+    return render(request, "digest/feedback.html", context)
+
+
+@never_cache
+@require_GET
+def webview(request: HttpRequest, token: str) -> HttpResponse:
+    """The digest as it was sent, in the browser ("Read it in your browser")."""
+    try:
+        subscriber, extra = read_token(token, "webview")
+    except BadToken as exc:
+        return _bad_link(request, exc)
+    try:
+        day = date.fromisoformat(str(extra.get("d", "")))
+    except ValueError:
+        return _bad_link(request, "this link is not valid")
+    html = sending.sent_digest_html(subscriber=subscriber, day=day)
+    if html is None:
+        return render(request, "digest/bad_link.html", {"error": f"there is no digest of {day} for you"}, status=404)
+    response = HttpResponse(html)
+    response["X-Robots-Tag"] = "noindex"
+    return response

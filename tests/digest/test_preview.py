@@ -1,4 +1,4 @@
-"""The live preview: which recent papers a digest would contain, and why."""
+"""The live preview: which recent papers a digest would contain, and why (the emails' ranking)."""
 
 from collections.abc import Callable
 from datetime import timedelta
@@ -47,13 +47,13 @@ def test_it_follows_authors_and_organizations(hf_papers: None) -> None:
         topics=[], excludes=[], authors=["jingqi tong"], organizations=[], limit=10
     )
     assert paper.arxiv_id == "2511.04570"
-    assert reason == "by Jingqi Tong"
+    assert reason == "follows: Jingqi Tong"
     items = selectors.preview_papers(topics=[], excludes=[], authors=[], organizations=["nvidia"], limit=10)
-    assert [(p.arxiv_id, r) for p, r in items] == [("2511.03929", "from nvidia")]
+    assert [(p.arxiv_id, r) for p, r in items] == [("2511.03929", "follows: NVIDIA")]
 
 
 def test_it_ranks_more_matches_first_and_honours_the_limit(hf_papers: None) -> None:
-    """Papers matching more of the topics come first; then upvotes."""
+    """A paper matching several topics comes first and names them all."""
     items = selectors.preview_papers(
         topics=["reinforcement learning", "multimodal large language models"],
         excludes=[],
@@ -63,7 +63,7 @@ def test_it_ranks_more_matches_first_and_honours_the_limit(hf_papers: None) -> N
     )
     assert len(items) == 2
     assert items[0][0].arxiv_id == "2511.02280"
-    assert items[0][1] == "matches: reinforcement learning, multimodal large language models"
+    assert items[0][1] == "matches: multimodal large language models, reinforcement learning"
 
 
 def test_it_looks_at_the_latest_seven_days_that_have_papers() -> None:

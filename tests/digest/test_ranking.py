@@ -78,9 +78,7 @@ def month_index(month: list[PaperDoc]) -> PaperIndex:
     return PaperIndex(month)
 
 
-def doc(
-    pk: int, title: str, *, abstract: str = "", keywords: tuple[str, ...] = (), upvotes: int = 1
-) -> PaperDoc:
+def doc(pk: int, title: str, *, abstract: str = "", keywords: tuple[str, ...] = (), upvotes: int = 1) -> PaperDoc:
     return PaperDoc(
         id=pk,
         arxiv_id=f"2511.{pk:05d}",
@@ -361,9 +359,7 @@ def test_it_sends_nothing_unrelated_to_a_profile_with_topics(day_index: PaperInd
 
 
 def test_it_breaks_ties_by_upvotes_then_arxiv_id() -> None:
-    papers = [doc(pk, "Same title", upvotes=7) for pk in (5, 3, 9, 1, 7, 2)] + [
-        doc(4, "Same title", upvotes=8)
-    ]
+    papers = [doc(pk, "Same title", upvotes=7) for pk in (5, 3, 9, 1, 7, 2)] + [doc(4, "Same title", upvotes=8)]
     index = PaperIndex(random.Random(3).sample(papers, len(papers)))
 
     ranked = rank_one(index, topics=("same title",), max_papers=4)
@@ -479,9 +475,7 @@ def random_profiles(papers: list[PaperDoc], count: int, seed: int) -> list[Profi
         profiles.append(
             Profile(
                 subscriber_id=subscriber_id,
-                topics=tuple(rng.sample(common, 2) + rng.sample(keywords, rng.randint(0, 3)))
-                if chance < 0.8
-                else (),
+                topics=tuple(rng.sample(common, 2) + rng.sample(keywords, rng.randint(0, 3))) if chance < 0.8 else (),
                 excludes=tuple(rng.sample(common, 1)) if rng.random() < 0.2 else (),
                 authors=tuple(rng.sample(authors, 1)) if rng.random() < 0.15 else (),
                 organizations=tuple(rng.sample(orgs, 1)) if rng.random() < 0.15 else (),
@@ -534,8 +528,6 @@ def test_it_takes_the_top_k_exactly_as_a_stable_sort_would(scores: np.ndarray, k
     order = ranking._top_order(scores, k)
     expected = np.argsort(-scores, axis=1, kind="stable")[:, :k]
 
-    assert np.array_equal(
-        np.take_along_axis(scores, order, axis=1), np.take_along_axis(scores, expected, axis=1)
-    )
+    assert np.array_equal(np.take_along_axis(scores, order, axis=1), np.take_along_axis(scores, expected, axis=1))
     finite = np.isfinite(np.take_along_axis(scores, expected, axis=1))
     assert np.array_equal(order[finite], expected[finite])
