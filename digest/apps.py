@@ -6,6 +6,14 @@ class DigestConfig(AppConfig):
     name = "digest"
     verbose_name = "Digest"
 
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from digest.roles import sync_curator_group
+
+        # Runs after every app's permissions exist: "digest" is last in INSTALLED_APPS.
+        post_migrate.connect(sync_curator_group, sender=self, dispatch_uid="digest.sync_curator_group")
+
 
 class ConsoleAdminConfig(admin_apps.AdminConfig):
     """django.contrib.admin with the curator console as the default site, so every

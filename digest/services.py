@@ -18,7 +18,7 @@ from django.core.cache.backends.redis import RedisCache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from digest import tokens
+from digest import roles, tokens
 from digest.emails import make_message
 from digest.models import ConsentRecord, Delivery, Feedback, Subscriber, Suppression, email_hash
 from papers.models import Paper
@@ -340,8 +340,6 @@ def confirmation_resend(*, subscriber: Subscriber) -> ResendOutcome:
 
 # --- console accounts ---------------------------------------------------------------
 
-CURATOR_GROUP = "curator"
-
 
 class CuratorError(ValueError):
     """A curator account cannot be created; the message is one line for the operator."""
@@ -375,9 +373,9 @@ def curator_create(*, email: str, username: str = "", superuser: bool = False) -
         user = users.objects.create_user(
             username=username, email=email, password=password, is_staff=True, is_superuser=superuser
         )
-        # The group comes with its permissions from a migration; get_or_create only guards
-        # against someone having deleted it by hand.
-        group, _ = Group.objects.get_or_create(name=CURATOR_GROUP)
+        # The group and its permissions come from migrate (digest/roles.py); get_or_create
+        # only guards against someone having deleted it by hand since.
+        group, _ = Group.objects.get_or_create(name=roles.CURATOR_GROUP)
         user.groups.add(group)
     return user, password
 

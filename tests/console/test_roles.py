@@ -115,3 +115,17 @@ def test_it_shows_curators_a_subscriber_read_only(curator_client) -> None:
     assert response.status_code == 200
     assert b'name="email"' not in response.content
     assert subscriber.email.encode() in response.content
+
+
+def test_it_puts_the_group_back_in_step_with_the_code_on_migrate() -> None:
+    from django.core.management import call_command
+
+    from digest.roles import CURATOR_PERMISSIONS
+
+    group = Group.objects.get(name="curator")
+    group.permissions.clear()
+
+    call_command("migrate", verbosity=0)
+
+    perms = {(p.content_type.app_label, p.codename) for p in group.permissions.select_related("content_type")}
+    assert perms == {(label, codename) for label, codenames in CURATOR_PERMISSIONS.items() for codename in codenames}
