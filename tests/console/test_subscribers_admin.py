@@ -178,3 +178,15 @@ def test_it_refuses_subscriber_actions_without_the_role(client, django_user_mode
 
     assert run_action(client, CHANGELIST, "pause", [subscriber.pk]).status_code == 403
     assert Subscriber.objects.get().status == "active"
+
+
+def test_it_links_a_subscriber_to_all_their_deliveries(curator_client) -> None:
+    subscriber = SubscriberFactory(email="ann@example.org")
+    DeliveryFactory(subscriber=subscriber, error="their error")
+    DeliveryFactory(subscriber__email="bob@example.org", error="someone else's error")
+
+    response = curator_client.get(console("digest/delivery/"), {"subscriber__exact": subscriber.pk})
+
+    assert response.status_code == 200
+    assert "their error" in response.content.decode()
+    assert "someone else" not in response.content.decode()
