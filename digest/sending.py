@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import binascii
 import itertools
+import json
 import logging
 import smtplib
 import socket
@@ -65,7 +66,10 @@ BACKGROUND_DAYS = 30
 PAUSE_KEY = "digest:sending-paused"
 # Each message that left is noted in the shared cache before its row is written, so the
 # sweeper can tell a dead worker's sent messages from its unsent ones.
+# A "try" mark goes in just before the SMTP conversation: a dead worker's row with neither
+# mark was never tried and may go out again; one with only the try mark is truly unknown.
 JOURNAL_KEY = "digest:sent:{}"
+TRY_KEY = "digest:try:{}"
 JOURNAL_SECONDS = 3 * 86_400
 # Planning reads active subscribers this many at a time (memory stays flat).
 PLAN_CHUNK = 2000
@@ -304,13 +308,15 @@ def _domain() -> str:
 def _encode_header(value: str) -> str:
     if value.isascii():
         return value
-    return Header(value, "utf-8").encode()
+    # Header folds long values; its default line end is a bare LF, which SMTP forbids.
+    return Header(value, "utf-8").encode(linesep="\r\n")
 
 
 def _from_header(address: str) -> str:
     name, addr = parseaddr(address)
     if name and not name.isascii():
-        return f"{Header(name, 'utf-8').encode()} <{addr}>"
+        encoded = Header(name, "utf-8").encode(linesep="\r\n")
+        return f"{encoded} <{addr}>"
     return address
 
 
@@ -348,7 +354,9 @@ class MessageBuilder:
         boundary = f"=_pd{uuid.uuid4().hex}"
         unsubscribe = f"<{unsubscribe_url}>"
         if settings.UNSUBSCRIBE_MAILTO:
-            unsubscribe += f", <mailto:{settings.UNSUBSCRIBE_MAILTO}?subject=unsubscribe>"
+            # As services.list_unsubscribe_headers: the token in the subject names the subscriber.
+            token = unsubscribe_url.rstrip("/").rsplit("/", 1)[-1]
+            unsubscribe += f", <mailto:{settings.UNSUBSCRIBE_MAILTO}?subject=unsubscribe-{token}>"
         headers = (
             f"From: {self.from_header}\r\n"
             f"To: {to}\r\n"
@@ -423,7 +431,7 @@ class SmtpTransport:
         self.open()
         assert self.connection is not None
         try:
-            refused = self.connection.sendmail(sender, [to], data)
+            refused = self._sendmail(sender, to, data)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = exc.recipients.get(to, (450, b"refused"))
             self._raise(code, reply)
@@ -438,6 +446,34 @@ class SmtpTransport:
         if refused:
             code, reply = refused[to]
             self._raise(code, reply)
+
+    def _sendmail(self, sender: str, to: str, data: bytes) -> dict:
+        """smtplib's sendmail without its regex passes over the body: MessageBuilder's
+        bytes already end lines in CRLF, so only dot-stuffing is left (a C replace)."""
+        smtp = self.connection
+        assert smtp is not None
+        smtp.ehlo_or_helo_if_needed()
+        code, reply = smtp.mail(sender)
+        if code != 250:
+            smtp.rset()
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
+        code, reply = smtp.rcpt(to)
+        if code not in (250, 251):
+            smtp.rset()
+            raise smtplib.SMTPRecipientsRefused({to: (code, reply)})
+        code, reply = smtp.docmd("data")
+        if code != 354:
+            smtp.rset()
+            raise smtplib.SMTPDataError(code, reply)
+        body = data.replace(b"\r\n.", b"\r\n..")
+        if body.startswith(b"."):
+            body = b"." + body
+        smtp.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+        code, reply = smtp.getreply()
+        if code != 250:
+            smtp.rset()
+            raise smtplib.SMTPDataError(code, reply)
+        return {}
 
     def _drop(self) -> None:
         if self.connection is not None:
@@ -510,11 +546,16 @@ class Mailer:
             self.sleep(self._next_at - now)
         self._next_at = max(now, self._next_at) + 1.0 / self.rate
 
-    def send(self, sender: str, to: str, data: bytes) -> None:
-        """Deliver or raise PermanentError / TemporaryError (the last one, after the retries)."""
+    def send(self, sender: str, to: str, data: bytes, *, before: Callable[[], None] | None = None) -> None:
+        """Deliver or raise PermanentError / TemporaryError (the last one, after the retries).
+
+        ``before`` runs just before each SMTP conversation, after any pacing wait.
+        """
         tries = settings.DIGEST_SMTP_RETRIES
         for attempt in range(tries):
             self._pace()
+            if before:
+                before()
             try:
                 self.via.send(sender, to, data)
                 return
@@ -666,9 +707,10 @@ def alert_waiting() -> None:
 def mark_stuck(*, now: datetime | None = None) -> int:
     """Rows left "sending" by a dead worker.
 
-    Those whose message the journal says left are recorded as sent; the rest may or may
-    not have left (the worker died mid-conversation), so they are marked stuck and
-    reported, never resent blindly.
+    Those whose message the journal says left are recorded as sent; those the worker
+    never began to send go back to pending; the rest may or may not have left (the
+    worker died mid-conversation), so they are marked stuck and reported, never resent
+    blindly.
     """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.DIGEST_STUCK_AFTER)
@@ -693,7 +735,13 @@ def mark_stuck(*, now: datetime | None = None) -> int:
                 papers=delivery.papers,
             )
         SentPaper.objects.bulk_create(ledger_rows, ignore_conflicts=True)
-    stuck_ids = [d.pk for d in candidates if d not in recovered]
+    unknown = [d.pk for d in candidates if d not in recovered]
+    tried = cache.get_many([TRY_KEY.format(pk) for pk in unknown])
+    untried = [pk for pk in unknown if TRY_KEY.format(pk) not in tried]
+    Delivery.objects.filter(pk__in=untried, status=Delivery.Status.SENDING).update(
+        status=Delivery.Status.PENDING, error="its worker died before trying to send it"
+    )
+    stuck_ids = [pk for pk in unknown if TRY_KEY.format(pk) in tried]
     count = Delivery.objects.filter(pk__in=stuck_ids, status=Delivery.Status.SENDING).update(
         status=Delivery.Status.STUCK,
         error="the worker sending it stopped before recording the outcome; it may or may not have been sent",
@@ -793,7 +841,7 @@ def claim(ids: Sequence[int], *, by: str) -> list[Delivery]:
     """
     now = timezone.now()
     Delivery.objects.filter(pk__in=list(ids), status=Delivery.Status.PENDING).update(
-        status=Delivery.Status.SENDING, claimed_at=now, claimed_by=by, attempts=F("attempts") + 1
+        status=Delivery.Status.SENDING, claimed_at=now, claimed_by=by
     )
     return list(
         Delivery.objects.filter(pk__in=list(ids), status=Delivery.Status.SENDING, claimed_by=by)
@@ -807,18 +855,24 @@ def send_batch(
     *,
     mailer: Mailer | None = None,
     progress: Callable[[int], None] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> BatchReport:
-    """Claim, rank, render, send and record one batch; see the module's docstring."""
+    """Claim, rank, render, send and record one batch; see the module's docstring.
+
+    ``timings``, when given, accumulates seconds per stage (benchdigest reads them).
+    """
     report = BatchReport()
     if sending_paused():
         report.stopped = "sending is paused"
         return report
+    timer = _Timer(timings)
     by = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
-    deliveries = claim(ids, by=by)
+    with timer("record"):
+        deliveries = claim(ids, by=by)
     report.claimed = len(deliveries)
     if not deliveries:
         return report
-    batch = _Batch(deliveries, report, mailer=mailer, progress=progress)
+    batch = _Batch(deliveries, report, mailer=mailer, progress=progress, timer=timer)
     try:
         batch.run()
     finally:
@@ -828,8 +882,30 @@ def send_batch(
             if delivery.status == Delivery.Status.SENDING:
                 delivery.status, delivery.error = Delivery.Status.PENDING, report.stopped or "batch interrupted"
                 report.retry += 1
-        _record(deliveries, batch.ledger_rows, batch.bounced_ids)
+        with timer("record"):
+            _record(deliveries, batch.ledger_rows, batch.bounced_ids)
     return report
+
+
+class _Timer:
+    """Seconds per stage into a dict, or nothing at all."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.stage = ""
+        self.started = 0.0
+
+    def __call__(self, stage: str) -> _Timer:
+        self.stage = stage
+        return self
+
+    def __enter__(self) -> None:
+        if self.timings is not None:
+            self.started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.timings is not None:
+            self.timings[self.stage] = self.timings.get(self.stage, 0.0) + time.perf_counter() - self.started
 
 
 class _Batch:
@@ -842,7 +918,9 @@ class _Batch:
         *,
         mailer: Mailer | None,
         progress: Callable[[int], None] | None,
+        timer: _Timer,
     ) -> None:
+        self.timer = timer
         self.deliveries = deliveries
         self.report = report
         self.own_mailer = mailer is None
@@ -868,8 +946,9 @@ class _Batch:
         )
         for (digest_date, weekly), group in groups:
             group = list(group)
-            ed = edition(digest_date, weekly=weekly)
-            ranked = rank(ed, [d.subscriber for d in group])
+            with self.timer("rank"):
+                ed = edition(digest_date, weekly=weekly)
+                ranked = rank(ed, [d.subscriber for d in group])
             for delivery in group:
                 if self.report.stopped:
                     return
@@ -887,18 +966,26 @@ class _Batch:
             delivery.status, delivery.error = Delivery.Status.SKIPPED, "nothing new to send"
             report.skipped += 1
             return
-        digest = compose(ed, subscriber, picks)
-        message_id, data = self.builder.build(
-            to=subscriber.email,
-            subject=digest.subject,
-            text=digest.text,
-            html=digest.html,
-            unsubscribe_url=digest.unsubscribe_url,
-            message_id=f"<digest.{delivery.pk}.{ed.digest_date:%Y%m%d}@{self.builder.domain}>",
-            feedback_id=f"digest-{ed.digest_date:%Y%m%d}",
-        )
+        with self.timer("render"):
+            digest = compose(ed, subscriber, picks)
+            message_id, data = self.builder.build(
+                to=subscriber.email,
+                subject=digest.subject,
+                text=digest.text,
+                html=digest.html,
+                unsubscribe_url=digest.unsubscribe_url,
+                message_id=f"<digest.{delivery.pk}.{ed.digest_date:%Y%m%d}@{self.builder.domain}>",
+                feedback_id=f"digest-{ed.digest_date:%Y%m%d}",
+            )
+        delivery.attempts += 1  # counted only when the relay is really asked
         try:
-            self.mailer.send(self.builder.envelope_from, subscriber.email, data)
+            with self.timer("send"):
+                self.mailer.send(
+                    self.builder.envelope_from,
+                    subscriber.email,
+                    data,
+                    before=lambda: _journal(TRY_KEY.format(delivery.pk), 1),
+                )
         except PermanentError as exc:
             delivery.status, delivery.error = Delivery.Status.BOUNCED, str(exc)[:1000]
             self.bounced_ids.append(subscriber.pk)
@@ -919,7 +1006,8 @@ class _Batch:
                 "papers": [{"arxiv_id": ed.papers[pid].arxiv_id, "reason": reasons[pid]} for pid in digest.paper_ids],
                 "paper_ids": list(digest.paper_ids),
             }
-            _journal(delivery.pk, outcome)
+            with self.timer("send"):
+                _journal(JOURNAL_KEY.format(delivery.pk), outcome)
             _apply_sent(delivery, outcome)
             self.ledger_rows.extend(_ledger_rows(delivery, outcome["paper_ids"]))
             report.sent += 1
@@ -932,11 +1020,11 @@ class _Batch:
             pause_sending(self.report.stopped)
 
 
-def _journal(delivery_id: int, outcome: dict) -> None:
+def _journal(key: str, value: object) -> None:
     try:
-        cache.set(JOURNAL_KEY.format(delivery_id), outcome, timeout=JOURNAL_SECONDS)
+        cache.set(key, value, timeout=JOURNAL_SECONDS)
     except Exception:  # the journal only narrows what a crash leaves stuck; never fail a send over it
-        logger.warning("could not journal delivery %s", delivery_id, exc_info=True)
+        logger.warning("could not write %s to the journal", key, exc_info=True)
 
 
 def _apply_sent(delivery: Delivery, outcome: dict) -> None:
@@ -963,7 +1051,7 @@ def _record(done: Sequence[Delivery], ledger_rows: list[SentPaper], bounced_ids:
         try:
             with transaction.atomic():
                 if done:
-                    Delivery.objects.bulk_update(done, ["status", "error", "sent_at", "message_id", "papers"])
+                    _update_outcomes(done)
                 if ledger_rows:
                     SentPaper.objects.bulk_create(ledger_rows, ignore_conflicts=True)
                 if bounced_ids:
@@ -975,6 +1063,39 @@ def _record(done: Sequence[Delivery], ledger_rows: list[SentPaper], bounced_ids:
             logger.warning("lost the database while recording a batch; retrying", exc_info=True)
             connection.close()
             time.sleep(1 + attempt)
+
+
+OUTCOME_FIELDS = ["status", "error", "sent_at", "message_id", "papers", "attempts"]
+
+
+def _update_outcomes(done: Sequence[Delivery]) -> None:
+    """One UPDATE for the whole batch. Django's bulk_update writes a CASE per column with a
+    branch per row, which PostgreSQL evaluates in quadratic time; there, the rows go in as
+    arrays joined by id instead."""
+    if connection.vendor != "postgresql":
+        Delivery.objects.bulk_update(done, OUTCOME_FIELDS)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE digest_delivery AS d
+               SET status = v.status, error = v.error, sent_at = v.sent_at,
+                   message_id = v.message_id, papers = v.papers::jsonb, attempts = v.attempts
+              FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[],
+                          %s::int[])
+                   AS v(id, status, error, sent_at, message_id, papers, attempts)
+             WHERE d.id = v.id
+            """,
+            [
+                [d.pk for d in done],
+                [d.status for d in done],
+                [d.error for d in done],
+                [d.sent_at for d in done],
+                [d.message_id for d in done],
+                [json.dumps(d.papers) for d in done],
+                [d.attempts for d in done],
+            ],
+        )
 
 
 def _note_bounces(subscriber_ids: list[int]) -> None:

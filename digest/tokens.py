@@ -7,6 +7,7 @@ makes an altered token worthless. Only confirmation links expire.
 
 from datetime import date, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core import signing
@@ -74,7 +75,8 @@ def unsubscribe_url(subscriber: Subscriber) -> str:
 
 
 def feedback_url(subscriber: Subscriber, *, arxiv_id: str, signal: int) -> str:
-    return url_for(subscriber, "feedback", p=arxiv_id, v=signal)
+    """The link a digest shows: the paper and signal go in the query string, as the view reads them."""
+    return f"{url_for(subscriber, 'feedback')}?{urlencode({'p': arxiv_id, 'v': signal})}"
 
 
 def webview_url(subscriber: Subscriber, *, day: date) -> str:

@@ -23,7 +23,7 @@ from digest.forms import (
     SignupForm,
     has_control_characters,
     split_phrases,
-    time_zones,
+    time_zone_options,
 )
 from digest.models import Subscriber
 from digest.tokens import BadToken, make_token, read_token
@@ -61,7 +61,7 @@ def _signup_page(request: HttpRequest, form: SignupForm, *, status: int = 200, *
     context = {
         "form": form,
         "suggestions": selectors.topic_suggestions(),
-        "time_zones": sorted(time_zones()),
+        "time_zone_options": time_zone_options(),
         "preview_items": [],
         "preview_asked": False,
         **extra,
@@ -179,7 +179,7 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
         "form": form,
         "done": DONE_MESSAGES.get(request.GET.get("done", "")),
         "suggestions": selectors.topic_suggestions(),
-        "time_zones": sorted(time_zones()),
+        "time_zone_options": time_zone_options(),
         "token": token,
     }
     return render(request, "digest/manage.html", context, status=status)

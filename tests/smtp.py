@@ -103,10 +103,10 @@ def free_port() -> int:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.handler = Handler()
         self.host = "127.0.0.1"
-        self.port = free_port()
+        self.port = port or free_port()
         self._controller = _Controller(self.handler, hostname=self.host, port=self.port)
 
     def start(self) -> SmtpServer:
@@ -114,7 +114,9 @@ class SmtpServer:
         return self
 
     def stop(self) -> None:
-        self._controller.stop()
+        """Stop listening; a second call (a test that stopped it, then the fixture) is a no-op."""
+        if self._controller._thread is not None:
+            self._controller.stop()
 
     @property
     def messages(self) -> list[Received]:

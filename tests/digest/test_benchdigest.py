@@ -1,0 +1,38 @@
+"""benchdigest runs end to end and reports its figures (speed itself is not asserted)."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_it_sends_through_a_local_sink_and_prints_every_stage(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DIGEST_NO_BOOTSTRAP": "1",
+        "VAR_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    env.pop("REDIS_URL", None)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "benchdigest", "--subscribers", "40", "--naive", "5", "--batch-size", "15"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    sent = int(re.search(r"40 planned, (\d+) sent", out).group(1))
+    assert 0 < sent <= 40
+    for stage in ("plan", "prepare", "rank", "render", "send", "record", "total"):
+        assert re.search(rf"^  {stage} +\d+\.\d+ +\d+\.\d+$", out, re.M), stage
+    assert re.search(r"end to end: [\d,]+ digests/s, CPU [\d.]+ ms/digest", out)
+    assert re.search(r"naive path \(premailer per email\): [1-5] sent", out)
+    assert re.search(r"speed-up of pre-inlining: [\d.]+x", out)
+    # The throwaway database is gone afterwards.
+    assert not list(tmp_path.glob("bench-*.sqlite3"))

@@ -1,0 +1,191 @@
+"""Faults in the middle of a send, on the deployed set-up: nothing lost, nothing sent twice.
+
+Each test plans one day's digests for a few dozen subscribers, lets beat's planner fan
+them out to a worker that sends slowly (DIGEST_SEND_RATE), breaks something mid-send,
+repairs it, and then checks the same invariants: at most one email per (subscriber,
+date); the SMTP server holds exactly the rows marked sent (plus any row reported stuck
+because its worker died mid-conversation, which is what "stuck" means); nothing left
+pending or sending once the sweeper has run.
+"""
+
+import shutil
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.utils import timezone
+from smtp import SmtpServer
+from stack import Stack, free_port, wait_for
+
+SUBSCRIBERS = 30
+FAST = {
+    "DIGEST_SEND_RATE": "8",  # about four seconds of sending: room to break things mid-send
+    "DIGEST_BATCH_SIZE": "6",
+    "DIGEST_STUCK_AFTER": "6",
+    "DIGEST_RETRY_BACKOFF": "0.2",
+    "DIGEST_PAUSE_SECONDS": "2",
+    "DIGEST_MAX_ATTEMPTS": "20",
+    "EMAIL_TIMEOUT": "3",
+}
+
+
+def prepare(stack: Stack) -> None:
+    """Yesterday's papers scraped, SUBSCRIBERS active subscribers due now, planner every 2 s."""
+    stack.env.update(FAST)
+    yesterday = timezone.localdate() - timedelta(days=1)
+    stack.manage("scrape", "--date", yesterday.isoformat())
+    stack.python(
+        "from digest.models import Subscriber\n"
+        "Subscriber.objects.bulk_create([Subscriber(email=f'reader{n}@example.org', status='active',"
+        f" topics=[], send_hour=0, time_zone='UTC') for n in range({SUBSCRIBERS})])\n"
+    )
+    stack.every("digest.tasks.plan_digests", 2)
+
+
+def digests(smtp: list[SmtpServer]) -> list[str]:
+    return [m.rcpt_tos[0] for server in smtp for m in server.messages if m.message()["List-Id"]]
+
+
+def settle(stack: Stack) -> None:
+    wait_for(
+        lambda: (
+            stack.scalar("SELECT count(*) FROM digest_delivery WHERE status IN ('pending', 'sending', 'waiting')") == 0
+            and stack.scalar("SELECT count(*) FROM digest_delivery") == SUBSCRIBERS
+        ),
+        timeout=120,
+        what="every delivery settled",
+    )
+
+
+def check(stack: Stack, *smtp: SmtpServer) -> None:
+    received = digests(list(smtp))
+    per_address = Counter(received)
+    assert not [a for a, n in per_address.items() if n > 1], per_address
+    sent = {e for (e,) in stack.rows("SELECT s.email FROM digest_delivery d JOIN digest_subscriber s ON"
+                                     " s.id = d.subscriber_id WHERE d.status = 'sent'")}  # fmt: skip
+    stuck = {e for (e,) in stack.rows("SELECT s.email FROM digest_delivery d JOIN digest_subscriber s ON"
+                                      " s.id = d.subscriber_id WHERE d.status = 'stuck'")}  # fmt: skip
+    assert sent <= set(received)
+    assert set(received) - sent <= stuck  # a message only a stuck row can account for
+    assert len(sent) + len(stuck) == SUBSCRIBERS  # nothing lost: sent, or reported
+    assert len(stuck) <= 2  # only rows caught mid-conversation: one per worker process at most
+
+
+def started_sending(smtp: SmtpServer, at_least: int = 3) -> None:
+    wait_for(lambda: len(digests([smtp])) >= at_least, timeout=90, what=f"{at_least} digests sent")
+
+
+def test_a_worker_killed_mid_batch_then_restarted(stack: Stack, smtp_server: SmtpServer) -> None:
+    prepare(stack)
+    stack.start("worker")
+    stack.start("beat")
+    started_sending(smtp_server)
+    stack.stop("worker", signal.SIGKILL)
+    assert len(digests([smtp_server])) < SUBSCRIBERS
+    stack.start("worker")
+    settle(stack)
+    check(stack, smtp_server)
+
+
+def test_two_beats_at_once(stack: Stack, smtp_server: SmtpServer) -> None:
+    prepare(stack)
+    stack.start("worker")
+    stack.start("worker2")
+    stack.start("beat")
+    stack.start("beat2")
+    settle(stack)
+    time.sleep(4)  # more planner runs from both beats
+    check(stack, smtp_server)
+    assert len(digests([smtp_server])) == SUBSCRIBERS
+
+
+def test_the_smtp_server_down_mid_send_and_back_later(stack: Stack, smtp_server: SmtpServer) -> None:
+    prepare(stack)
+    stack.start("worker")
+    stack.start("beat")
+    started_sending(smtp_server)
+    smtp_server.stop()
+    time.sleep(5)  # batches meet a relay that does not answer: rows go back to pending
+    revived = SmtpServer(port=smtp_server.port).start()
+    try:
+        settle(stack)
+        check(stack, smtp_server, revived)
+        assert len(digests([smtp_server, revived])) == SUBSCRIBERS
+        assert digests([revived])
+    finally:
+        revived.stop()
+
+
+def test_the_database_connection_killed_mid_send(stack: Stack, smtp_server: SmtpServer) -> None:
+    prepare(stack)
+    stack.start("worker")
+    stack.start("beat")
+    started_sending(smtp_server)
+    with psycopg.connect(stack.admin_url, autocommit=True) as conn:
+        killed = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (stack.db_name,),
+        ).fetchone()[0]
+    assert killed >= 1
+    settle(stack)
+    check(stack, smtp_server)
+    assert len(digests([smtp_server])) == SUBSCRIBERS
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator["RedisServer"]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+class RedisServer:
+    """A redis-server of the test's own, so restarting it disturbs nobody else."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.tmp = tmp
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.tmp)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        import redis
+
+        wait_for(lambda: redis.Redis.from_url(self.url).ping(), timeout=20, what="private redis")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def test_redis_restarted_and_flushed_mid_send(stack: Stack, smtp_server: SmtpServer, private_redis) -> None:
+    stack.env["REDIS_URL"] = private_redis.url
+    prepare(stack)
+    stack.start("worker")
+    stack.start("beat")
+    started_sending(smtp_server)
+    private_redis.stop()  # queued batches, the journal and the cache are gone with it
+    time.sleep(2)
+    private_redis.start()
+    settle(stack)
+    check(stack, smtp_server)
+    assert len(digests([smtp_server])) == SUBSCRIBERS
