@@ -129,3 +129,23 @@ def test_it_puts_the_group_back_in_step_with_the_code_on_migrate() -> None:
 
     perms = {(p.content_type.app_label, p.codename) for p in group.permissions.select_related("content_type")}
     assert perms == {(label, codename) for label, codenames in CURATOR_PERMISSIONS.items() for codename in codenames}
+
+
+def test_it_gives_ups_local_curator_the_role_too(settings) -> None:
+    """`up` makes its operator with the same service: a superuser, and in the curator group."""
+    from digest.management.commands.up import Command
+
+    Command(stdout=StringIO()).ensure_curator(site="http://127.0.0.1:8000")
+
+    user = get_user_model().objects.get(username="curator")
+    assert user.is_superuser and user.is_staff
+    assert list(user.groups.values_list("name", flat=True)) == ["curator"]
+    assert (settings.VAR_DIR / "curator-login.txt").exists()
+
+
+@pytest.mark.parametrize("path", ["preview/", "preview/html/", "papers/scraperun/scrape/"])
+def test_it_sends_anonymous_visitors_of_console_pages_to_the_login(client, path: str) -> None:
+    response = client.get(console(path))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(console("login/"))
