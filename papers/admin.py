@@ -1,5 +1,6 @@
 """Papers and scrapes in the console: what came in, what is pinned or hidden, and scraping on demand."""
 
+import json
 from datetime import date
 from typing import Any
 
@@ -80,13 +81,12 @@ class PaperAdmin(admin.ModelAdmin):
         )
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Paper], search_term: str) -> Any:
+        filtered = queryset
         queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         # Authors are a JSON list; SQLite keeps non-ASCII names \u-escaped in its text.
         if search_term and not search_term.isascii():
-            import json
-
             escaped = json.dumps(search_term.strip())[1:-1]
-            queryset |= self.get_queryset(request).filter(authors__icontains=escaped)
+            queryset |= filtered.filter(authors__icontains=escaped)
         return queryset, may_have_duplicates
 
     @admin.display(description="")

@@ -199,3 +199,13 @@ def test_it_hides_scraping_from_someone_without_the_role(client, django_user_mod
     client.force_login(staff)
 
     assert client.post(console("papers/scraperun/scrape/"), {"day": "2025-11-07"}).status_code == 403
+
+
+def test_it_keeps_the_filters_when_searching_for_a_non_ascii_author(curator_client) -> None:
+    PaperFactory(title="Visible one", authors=["Jürgen Schmidhuber"])
+    PaperFactory(title="Hidden one", authors=["Jürgen Schmidhuber"], hidden=True)
+
+    html = curator_client.get(console(CHANGELIST), {"q": "Jürgen", "hidden__exact": "0"}).content.decode()
+
+    assert "Visible one" in html
+    assert "Hidden one" not in html
