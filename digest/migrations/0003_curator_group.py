@@ -1,7 +1,7 @@
 """The "curator" role: steer and inspect the pipeline, never erase people or change settings.
 
-The permission list is frozen here (a migration must not follow later code); the
-README's "Curator console" section explains each choice.
+The permission list is frozen here (a migration must not follow later code);
+digest/roles.py keeps the group in step on every migrate from then on.
 """
 
 from django.contrib.auth.management import create_permissions
