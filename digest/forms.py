@@ -48,7 +48,7 @@ def time_zones() -> frozenset[str]:
 @cache
 def time_zone_options() -> SafeString:
     """The <option>s of the time-zone datalist, built once: as ~600 template loop passes they
-    were most of the signup page's rendering time (see bench/loadtest.py)."""
+    were most of the signup page's rendering time (see tests/bench/loadtest.py)."""
     return format_html_join("", '<option value="{}">', ((zone,) for zone in sorted(time_zones())))
 
 

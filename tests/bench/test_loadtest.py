@@ -1,4 +1,4 @@
-"""bench/loadtest.py in a tiny configuration, so the script keeps working.
+"""tests/bench/loadtest.py in a tiny configuration, so the script keeps working.
 
 Only the plumbing is checked here (site set-up, CSRF, one-click POSTs, counting); how
 fast the service is gets measured by running the script itself (see the README).
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("loadtest", ROOT / "bench" / "loadtest.py")
+    spec = importlib.util.spec_from_file_location("loadtest", ROOT / "tests" / "bench" / "loadtest.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there

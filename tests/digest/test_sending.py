@@ -507,10 +507,16 @@ def test_mark_stuck_records_journaled_sends_and_flags_the_rest(smtp_server, read
     assert Delivery.objects.get(pk=ann_id).status == Delivery.Status.SENDING
     assert cache.get(sending.JOURNAL_KEY.format(ann_id))
 
-    # bob's worker died before sending anything: no journal entry.
-    bob_row = Delivery.objects.create(
-        subscriber=bob, digest_date=DIGEST_DAY, status=Delivery.Status.SENDING, claimed_at=timezone.now()
+    # bob's worker died before trying him: no mark at all. carol's died mid-conversation:
+    # only the try mark that goes in just before the SMTP conversation.
+    carol = SubscriberFactory(topics=[])
+    bob_row, carol_row = (
+        Delivery.objects.create(
+            subscriber=who, digest_date=DIGEST_DAY, status=Delivery.Status.SENDING, claimed_at=timezone.now()
+        )
+        for who in (bob, carol)
     )
+    cache.set(sending.TRY_KEY.format(carol_row.pk), 1)
     assert sending.mark_stuck() == 0  # recent claims: their workers may still be at it
     assert Delivery.objects.get(pk=bob_row.pk).status == Delivery.Status.SENDING
     assert Delivery.objects.get(pk=ann_id).status == Delivery.Status.SENDING
@@ -524,8 +530,10 @@ def test_mark_stuck_records_journaled_sends_and_flags_the_rest(smtp_server, read
     assert [e["arxiv_id"] for e in recovered.papers] == [VIDEO]
     assert list(SentPaper.objects.filter(subscriber=ann).values_list("paper__arxiv_id", flat=True)) == [VIDEO]
     bob_row.refresh_from_db()
-    assert bob_row.status == Delivery.Status.STUCK
-    assert smtp_server.to(bob.email) == []
+    carol_row.refresh_from_db()
+    assert bob_row.status == Delivery.Status.PENDING  # never tried: safe to send
+    assert carol_row.status == Delivery.Status.STUCK  # may have left: reported, not resent
+    assert smtp_server.to(bob.email) == smtp_server.to(carol.email) == []
     alerts = [m for m in mail.outbox if "stuck" in m.subject]
     assert len(alerts) == 1 and alerts[0].to == ["curators@example.org"]
 

@@ -3,7 +3,6 @@
 import os
 
 import pytest
-from browser import browser, page, screenshot  # noqa: F401 - fixtures
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

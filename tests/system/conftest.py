@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from browser import browser, page, screenshot  # noqa: F401 - fixtures
 from django.utils import timezone
 from feedserver import FeedServer
 from smtp import SmtpServer

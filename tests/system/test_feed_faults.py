@@ -52,7 +52,7 @@ def add_subscriber(stack: Stack) -> None:
         "from django.utils import timezone\n"
         "from digest.models import Subscriber\n"
         "Subscriber.objects.create(email='ann@example.org', topics=['diffusion'], status='active',"
-        " confirmed_at=timezone.now())\n"
+        " send_hour=0, time_zone='UTC', confirmed_at=timezone.now())\n"
     )
 
 
@@ -61,7 +61,8 @@ def assert_nothing_but_alerts_went_out(stack: Stack, smtp: SmtpServer) -> None:
     assert smtp.messages, "no alert reached the SMTP server"
     for message in smtp.messages:
         assert message.rcpt_tos == [ALERT_TO]
-        assert "Scrape failed" in message.message()["Subject"]
+        subject = message.message()["Subject"]
+        assert "Scrape failed" in subject or "held back" in subject, subject
     assert smtp.to("ann@example.org") == []
 
 
@@ -101,7 +102,7 @@ def test_it_fails_beats_scrape_and_alerts_through_the_worker(
 ) -> None:
     """The deployed path: beat fires the daily scrape, the worker finds the feed answering
     500s, both days' runs are failed and the curators get one alert per failed run.
-    The digest planner runs too (once digest sending exists it must hold the day back)."""
+    The digest planner runs too and holds the day's digests back."""
     days = break_feed(system_feed, "server-errors")
     add_subscriber(stack)
     stack.every("papers.tasks.scrape_daily", 2)
@@ -120,7 +121,13 @@ def test_it_fails_beats_scrape_and_alerts_through_the_worker(
     statuses = stack.rows("SELECT DISTINCT status FROM papers_scraperun WHERE source = 'daily'")
     assert statuses == [("failed",)]
     failed = stack.scalar("SELECT count(*) FROM papers_scraperun WHERE status = 'failed'")
-    wait_for(lambda: len(smtp_server.messages) == failed, timeout=10, what="one alert per failed run")
-    subjects = " ".join(m.message()["Subject"] for m in smtp_server.messages)
-    assert all(day in subjects for day in days)
+
+    def alerts(kind: str) -> list[str]:
+        return [m.message()["Subject"] for m in smtp_server.messages if kind in m.message()["Subject"]]
+
+    wait_for(lambda: len(alerts("Scrape failed")) == failed, timeout=10, what="one alert per failed run")
+    assert all(day in " ".join(alerts("Scrape failed")) for day in days)
+    # The planner held today's digest back (its papers, yesterday's list, failed) and said so once.
+    assert stack.rows("SELECT status FROM digest_delivery") == [("waiting",)]
+    assert len(alerts("held back")) == 1
     assert_nothing_but_alerts_went_out(stack, smtp_server)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import dataclasses
 import json
 import math
@@ -46,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENDPOINTS = ("home", "signup", "unsubscribe")
 LABELS = {"home": "GET /", "signup": "POST / (signup)", "unsubscribe": "POST /unsubscribe/<token>"}
 # What a correct answer looks like: the page, the redirect after a signup, the one-click 200.
@@ -56,6 +57,13 @@ SAMPLE_FEED = ROOT / "papers" / "sample" / "daily_papers_2025-11-07.json"
 
 
 # --------------------------------------------------------------------------- the site
+
+
+def _run(coro):
+    """asyncio.run in a thread of its own: the caller's thread may already run a loop
+    (under pytest, Playwright's sync API keeps one running in the main thread)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def free_port() -> int:
@@ -91,7 +99,7 @@ def _wait_until_serving(url: str, proc: subprocess.Popen[bytes], timeout: float 
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"gunicorn exited with status {proc.returncode}")
-        status, _, _ = asyncio.run(_exchange(host, port, _request("GET", "/healthz"), 2.0))
+        status, _, _ = _run(_exchange(host, port, _request("GET", "/healthz"), 2.0))
         if status in (200, 503):  # 503: no scrape yet, which a load test does not need
             return
         time.sleep(0.2)
@@ -230,7 +238,7 @@ def csrf_pair(url: str) -> tuple[str, str]:
     """One csrftoken cookie and a form token that goes with it, reused by every signup
     (Django accepts any form token made from the cookie's secret)."""
     parts = urlsplit(url)
-    status, head, body = asyncio.run(_exchange(parts.hostname or "", parts.port or 80, _request("GET", "/"), 10))
+    status, head, body = _run(_exchange(parts.hostname or "", parts.port or 80, _request("GET", "/"), 10))
     cookie = re.search(rb"Set-Cookie: csrftoken=([^;\s]+)", head, re.I)
     token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', body)
     if status != 200 or not cookie or not token:
@@ -326,7 +334,7 @@ async def drive(plan: Plan) -> list[Sample]:
 
 
 def _drive_in_process(plan: Plan, conn: multiprocessing.connection.Connection) -> None:
-    conn.send(asyncio.run(drive(plan)))
+    conn.send(_run(drive(plan)))
     conn.close()
 
 
@@ -460,7 +468,7 @@ def run(
         # Every worker's first requests load templates and open connections; production
         # workers are long past that, so a short warm-up goes unmeasured.
         warm_up = dataclasses.replace(plan, rate=min(rate, 10.0 * workers), duration=2.0, seed=0)
-        asyncio.run(drive(warm_up))
+        _run(drive(warm_up))
         samples = drive_elsewhere(plan)
     return Report(
         endpoints=[summarize(samples, e) for e in mix],
