@@ -267,7 +267,9 @@ def dashboard(*, today: date, now: datetime) -> Dashboard:
     baseline = sum(c[status.FAILED] + c[status.BOUNCED] for c in before) / 7
     problems = []
     last_daily = next((run for run in scrapes if run.source == ScrapeRun.Source.DAILY), None)
-    if last_daily is not None and last_daily.status == ScrapeRun.Status.FAILED:
+    if last_daily is None:
+        problems.append("No scrape of the daily list among the latest runs: is beat running?")
+    elif last_daily.status == ScrapeRun.Status.FAILED:
         problems.append(f"The last scrape of {last_daily.day} failed: {last_daily.error or 'no error recorded'}")
     if stuck:
         problems.append(f"{stuck} digest(s) stuck mid-send this week (a worker died): check and retry them")

@@ -51,6 +51,12 @@ def test_it_says_all_is_well_when_it_is() -> None:
     assert board().problems == []
 
 
+def test_it_says_when_the_daily_list_is_not_being_scraped() -> None:
+    ScrapeRun.objects.create(source="trending", status="ok")
+
+    assert board().problems == ["No scrape of the daily list among the latest runs: is beat running?"]
+
+
 def test_it_puts_a_failed_scrape_stuck_sends_an_error_spike_and_waiting_digests_first() -> None:
     ScrapeRun.objects.create(source="daily", day=TODAY, status="ok", started_at=at(TODAY, 6))
     ScrapeRun.objects.create(source="daily", day=TODAY, status="failed", error="HTTP 503", started_at=at(TODAY, 12))
