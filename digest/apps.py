@@ -1,6 +1,23 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class DigestConfig(AppConfig):
     name = "digest"
     verbose_name = "Digest"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from digest.roles import sync_curator_group
+
+        # Runs after every app's permissions exist: "digest" is last in INSTALLED_APPS.
+        post_migrate.connect(sync_curator_group, sender=self, dispatch_uid="digest.sync_curator_group")
+
+
+class ConsoleAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with the curator console as the default site, so every
+    admin.register() (ours and django-celery-beat's) lands on it."""
+
+    default = False  # AdminConfig says True; "digest" in INSTALLED_APPS must still mean DigestConfig
+    default_site = "digest.console.ConsoleSite"

@@ -58,6 +58,9 @@ class Subscriber(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "frequency", "send_hour"], name="subscriber_due")]
+        permissions = [
+            ("manage_subscriber", "Can pause, resume, suppress, export and resend confirmation to subscribers"),
+        ]
 
     def __str__(self) -> str:
         return self.email
@@ -144,6 +147,10 @@ class Delivery(models.Model):
         ]
         indexes = [models.Index(fields=["digest_date", "status"], name="delivery_day_status")]
         verbose_name_plural = "deliveries"
+        permissions = [
+            ("retry_delivery", "Can retry failed deliveries"),
+            ("preview_digest", "Can preview any subscriber's digest and send the preview to themselves"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.subscriber_id} {self.digest_date} {self.status}"

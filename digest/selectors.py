@@ -1,13 +1,14 @@
 """Reads that views, commands and the admin share."""
 
-from collections import Counter
-from datetime import date, datetime
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from digest.models import ConsentRecord, Subscriber
@@ -217,3 +218,94 @@ def consent_export() -> list[dict[str, Any]]:
         }
         for c in rows
     ]
+
+
+# --- the console's dashboard ------------------------------------------------------------
+
+# Today's failed and bounced digests are a spike at this many and over twice the daily
+# average of the week before.
+SPIKE_MIN = 5
+SPIKE_FACTOR = 2
+GROWTH_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    today: date
+    problems: list[str]
+    scrapes: list[ScrapeRun]
+    deliveries_today: list[tuple[str, str, int]]  # (status, label, count) in the life-cycle's order
+    bounces_week: int
+    unsubscribes_week: int
+    confirmations_week: int
+    growth: list[tuple[date, int]]  # subscribed (confirmed, not unsubscribed) at the end of each day
+
+
+def dashboard(*, today: date, now: datetime) -> Dashboard:
+    """Everything on the console's front page, in three queries whatever the data's size."""
+    from digest.models import Delivery
+
+    status = Delivery.Status
+    week_ago = today - timedelta(days=7)
+    scrapes = list(ScrapeRun.objects.order_by("-started_at")[:8])
+    overdue = now - timedelta(seconds=settings.DIGEST_STUCK_AFTER)
+    per_day: dict[date, Counter[str]] = defaultdict(Counter)
+    stuck = 0
+    rows = (
+        Delivery.objects.filter(digest_date__gte=week_ago, digest_date__lte=today)
+        .values_list("digest_date", "status")
+        .annotate(n=Count("pk"), overdue=Count("pk", filter=Q(status=status.SENDING, claimed_at__lt=overdue)))
+        .order_by()
+    )
+    for day, state, n, late in rows:
+        per_day[day][state] += n
+        # A send still running long after its claim belongs to a dead worker even before
+        # the sweeper has marked it stuck.
+        stuck += late + (n if state == status.STUCK else 0)
+
+    ends = [_day_end(today - timedelta(days=back)) for back in range(GROWTH_DAYS - 1, -1, -1)]
+    week_start = _day_end(week_ago)
+    counts = Subscriber.objects.aggregate(
+        **{
+            f"d{i}": Count(
+                "pk",
+                filter=Q(confirmed_at__lt=end) & (Q(unsubscribed_at__isnull=True) | Q(unsubscribed_at__gte=end)),
+            )
+            for i, end in enumerate(ends)
+        },
+        unsubscribes=Count("pk", filter=Q(unsubscribed_at__gte=week_start)),
+        confirmations=Count("pk", filter=Q(confirmed_at__gte=week_start)),
+    )
+    growth = [(today - timedelta(days=GROWTH_DAYS - 1 - i), counts[f"d{i}"]) for i in range(GROWTH_DAYS)]
+
+    todays = per_day[today]
+    failed_today = todays[status.FAILED] + todays[status.BOUNCED]
+    before = [per_day[week_ago + timedelta(days=i)] for i in range(7)]
+    baseline = sum(c[status.FAILED] + c[status.BOUNCED] for c in before) / 7
+    problems = []
+    last_daily = next((run for run in scrapes if run.source == ScrapeRun.Source.DAILY), None)
+    if last_daily is None:
+        problems.append("No scrape of the daily list among the latest runs: is beat running?")
+    elif last_daily.status == ScrapeRun.Status.FAILED:
+        problems.append(f"The last scrape of {last_daily.day} failed: {last_daily.error or 'no error recorded'}")
+    if stuck:
+        problems.append(f"{stuck} digest(s) stuck mid-send this week (a worker died): check and retry them")
+    if failed_today >= SPIKE_MIN and failed_today > SPIKE_FACTOR * baseline:
+        problems.append(f"{failed_today} digests failed or bounced today, against {baseline:.1f} a day the week before")
+    if todays[status.WAITING]:
+        problems.append(f"{todays[status.WAITING]} of today's digests wait for the day's papers (no good scrape yet)")
+    return Dashboard(
+        today=today,
+        problems=problems,
+        scrapes=scrapes,
+        deliveries_today=[(value, label, todays[value]) for value, label in status.choices],
+        bounces_week=sum(c[status.BOUNCED] for c in [*before[1:], todays]),
+        unsubscribes_week=counts["unsubscribes"],
+        confirmations_week=counts["confirmations"],
+        growth=growth,
+    )
+
+
+def _day_end(day: date) -> datetime:
+    """Midnight after `day` in the service's time zone."""
+    return timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))

@@ -18,7 +18,7 @@ from django.core.cache.backends.redis import RedisCache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from digest import tokens
+from digest import roles, tokens
 from digest.emails import make_message
 from digest.models import ConsentRecord, Delivery, Feedback, Subscriber, Suppression, email_hash
 from papers.models import Paper
@@ -313,3 +313,92 @@ def feedback_record(*, subscriber: Subscriber, arxiv_id: str, signal: int) -> Fe
         locked.weights = learn_weights(locked.weights or {}, paper_doc(paper), signal)
         locked.save(update_fields=["weights", "updated_at"])
     return feedback
+
+
+def subscriber_suppress(*, subscriber: Subscriber) -> Subscriber:
+    """A curator's block: never mail this address again, even if it signs up anew
+    (curator suppressions are not liftable from the public form)."""
+    with transaction.atomic():
+        Suppression.objects.update_or_create(
+            email_hash=email_hash(subscriber.email), defaults={"reason": Suppression.Reason.CURATOR}
+        )
+        return subscriber_unsubscribe(subscriber=subscriber)
+
+
+ResendOutcome = Literal["queued", "not-pending", "limited"]
+
+
+def confirmation_resend(*, subscriber: Subscriber) -> ResendOutcome:
+    """Send a pending subscriber's confirmation again, within the per-address daily cap."""
+    if subscriber.status != Subscriber.Status.PENDING:
+        return "not-pending"
+    if rate_limit_hit(f"address:{email_hash(subscriber.email)}", limit=MAILS_PER_ADDRESS_PER_DAY, window=86400):
+        return "limited"
+    with transaction.atomic():
+        # Unclaim it: confirmation_send claims the row before sending, so a double click sends once.
+        Subscriber.objects.filter(pk=subscriber.pk, status=Subscriber.Status.PENDING).update(confirmation_sent_at=None)
+        _enqueue("send_confirmation", subscriber.pk)
+    return "queued"
+
+
+# --- console accounts ---------------------------------------------------------------
+
+
+class CuratorError(ValueError):
+    """A curator account cannot be created; the message is one line for the operator."""
+
+
+def curator_create(*, email: str, username: str = "", superuser: bool = False) -> tuple[Any, str]:
+    """A staff account in the "curator" group with a generated password: (user, password).
+
+    The username is the address unless given; superuser=True also makes it a superuser
+    (the local operator that `up` creates)."""
+    import secrets
+
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    email = email.strip().lower()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise CuratorError(f"not an email address: {email!r}") from None
+    username = username or email
+    users = get_user_model()
+    if users.objects.filter(username__iexact=username).exists():
+        raise CuratorError(f"a user named {username!r} already exists")
+    if users.objects.filter(email__iexact=email).exists():
+        raise CuratorError(f"a user with the address {email!r} already exists")
+    password = secrets.token_urlsafe(15)
+    with transaction.atomic():
+        user = users.objects.create_user(
+            username=username, email=email, password=password, is_staff=True, is_superuser=superuser
+        )
+        # The group and its permissions come from migrate (digest/roles.py); get_or_create
+        # only guards against someone having deleted it by hand since.
+        group, _ = Group.objects.get_or_create(name=roles.CURATOR_GROUP)
+        user.groups.add(group)
+    return user, password
+
+
+def console_url() -> str:
+    return f"{settings.SITE_URL}/{settings.ADMIN_URL}"
+
+
+def periodic_task_send(*, task: Any) -> str:
+    """Run a beat entry now: send its task with its own arguments, as beat would; returns the task id."""
+    import json
+
+    from digest.celery import app
+
+    options: dict[str, Any] = {"queue": task.queue} if task.queue else {}
+    result = app.send_task(
+        task.task,
+        args=json.loads(task.args or "[]"),
+        kwargs=json.loads(task.kwargs or "{}"),
+        headers={"periodic_task_name": task.name},
+        **options,
+    )
+    return str(result.id)

@@ -111,7 +111,8 @@ LANGUAGE_CODE = "en-us"
 USE_I18N = False
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin is the curator console: digest.console.ConsoleSite replaces admin.site.
+    "digest.apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -297,6 +298,11 @@ STORAGES = {
     },
 }
 ADMIN_URL = env("ADMIN_URL", "admin/").strip("/") + "/"
+# Failed console logins allowed per client IP and per username within the window; more
+# are refused without checking the password until the window ends.
+LOGIN_FAILURES_PER_IP = envint("LOGIN_FAILURES_PER_IP", "20", minimum=1)
+LOGIN_FAILURES_PER_USERNAME = envint("LOGIN_FAILURES_PER_USERNAME", "5", minimum=1)
+LOGIN_FAILURE_WINDOW = envint("LOGIN_FAILURE_WINDOW", "900", minimum=60)
 LOGIN_URL = f"/{ADMIN_URL}login/"
 
 if not DEBUG:

@@ -81,6 +81,7 @@ class ScrapeRun(models.Model):
     class Meta:
         ordering = ["-started_at"]
         indexes = [models.Index(fields=["source", "day", "status"], name="scrape_source_day_status")]
+        permissions = [("run_scrape", "Can start a scrape of a day")]
 
     def __str__(self) -> str:
         day = f" {self.day}" if self.day else ""

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from papers.feed import FeedClient, FeedError, FeedPaper, FetchResult, parse_any
-from papers.models import Paper, PaperSnapshot, ScrapeRun
+from papers.models import Paper, PaperSnapshot, Pin, ScrapeRun
 
 logger = logging.getLogger(__name__)
 
@@ -289,3 +289,41 @@ def scrape_schedule_run(*, now: datetime | None = None) -> list[ScrapeRun]:
         runs.append(scrape_day(day=yesterday))
     runs.append(scrape_day(day=today))
     return runs
+
+
+# --- curation -------------------------------------------------------------------
+
+
+class CurationError(ValueError):
+    """A curator's request that cannot be done; the message says why in one line."""
+
+
+def papers_pin(*, paper_ids: Iterable[int], day: date, note: str = "", by: object | None = None) -> int:
+    """Pin papers for `day`: every subscriber's digest of that day shows them first, with
+    the note. Pinning again updates the note. Hidden papers are refused: they never go out."""
+    ids = list(paper_ids)
+    hidden = list(Paper.objects.filter(pk__in=ids, hidden=True).values_list("arxiv_id", flat=True))
+    if hidden:
+        raise CurationError(f"hidden papers cannot be pinned (unhide them first): {', '.join(sorted(hidden))}")
+    with transaction.atomic():
+        for paper_id in ids:
+            Pin.objects.update_or_create(paper_id=paper_id, day=day, defaults={"note": note.strip(), "created_by": by})
+    return len(ids)
+
+
+def papers_hide(*, paper_ids: Iterable[int], hidden: bool) -> int:
+    """Hide papers from every digest (or bring them back); returns how many changed."""
+    return (
+        Paper.objects.filter(pk__in=list(paper_ids))
+        .exclude(hidden=hidden)
+        .update(hidden=hidden, updated_at=timezone.now())
+    )
+
+
+def scrape_enqueue(*, day: date) -> None:
+    """Queue a scrape of `day` on a worker (what the console's "scrape now" does)."""
+    from papers import tasks
+
+    if day > local_today():
+        raise CurationError(f"{day} is in the future: there is no list to scrape yet")
+    tasks.scrape_day.delay(day.isoformat())

@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime
 
 import factory
 
-from digest.models import ConsentRecord, Subscriber
+from digest.models import ConsentRecord, Delivery, Subscriber
 from papers.models import Paper
 
 
@@ -38,6 +38,15 @@ class PaperFactory(factory.django.DjangoModelFactory):
     published_at = factory.LazyFunction(lambda: datetime(2025, 11, 6, 12, tzinfo=UTC))
     featured_on = date(2025, 11, 7)
     upvotes = 10
+
+
+class DeliveryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Delivery
+
+    subscriber = factory.SubFactory(SubscriberFactory)
+    digest_date = date(2025, 11, 7)
+    status = Delivery.Status.SENT
 
 
 def signup_data(**overrides: str) -> dict[str, str]:

@@ -1,6 +1,5 @@
 """Run the whole service on this machine: web, a Celery worker and beat, with local defaults."""
 
-import secrets
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 import papers
+from digest import services as digest_services
 from papers import services
 from papers.models import ScrapeRun
 
@@ -40,8 +40,8 @@ class Command(BaseCommand):
         login_file = settings.VAR_DIR / "curator-login.txt"
         user_model = get_user_model()
         if not user_model.objects.filter(is_superuser=True).exists():
-            password = secrets.token_urlsafe(12)
-            user_model.objects.create_superuser("curator", "curator@localhost", password)
+            # The machine's operator: a superuser, also in the curator group like every curator.
+            _, password = digest_services.curator_create(email="curator@localhost", username="curator", superuser=True)
             login_file.parent.mkdir(parents=True, exist_ok=True)
             login_file.write_text(f"username: curator\npassword: {password}\n")
             login_file.chmod(0o600)

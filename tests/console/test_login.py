@@ -1,0 +1,57 @@
+"""Console logins: a curator gets in; guessing passwords is cut short per IP and per username."""
+
+import pytest
+
+from tests.console.conftest import console
+
+pytestmark = pytest.mark.django_db
+
+
+def login(client, username: str, password: str, ip: str = "203.0.113.5"):
+    return client.post(console("login/"), {"username": username, "password": password}, REMOTE_ADDR=ip)
+
+
+def test_it_lets_a_curator_log_in(client, curator) -> None:
+    curator.set_password("correct horse battery")
+    curator.save()
+
+    response = login(client, curator.username, "correct horse battery")
+
+    assert response.status_code == 302
+    assert client.get(console()).status_code == 200
+
+
+def test_it_limits_failed_logins_per_username(client, curator, settings) -> None:
+    settings.LOGIN_FAILURES_PER_USERNAME = 3
+    curator.set_password("correct horse battery")
+    curator.save()
+
+    for n in range(3):
+        assert login(client, curator.username, "wrong", ip=f"203.0.113.{n}").status_code == 200
+    limited = login(client, curator.username, "correct horse battery", ip="203.0.113.99")
+
+    assert limited.status_code == 429
+    assert "Too many failed logins from here or for this user. Wait 15 minutes" in limited.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_it_limits_failed_logins_per_ip(client, curator, settings) -> None:
+    settings.LOGIN_FAILURES_PER_IP = 2
+    curator.set_password("correct horse battery")
+    curator.save()
+
+    login(client, "someone", "wrong")
+    login(client, "someone-else", "wrong")
+
+    assert login(client, curator.username, "correct horse battery").status_code == 429
+    assert login(client, curator.username, "correct horse battery", ip="198.51.100.1").status_code == 302
+
+
+def test_it_does_not_count_successful_logins(client, curator, settings) -> None:
+    settings.LOGIN_FAILURES_PER_USERNAME = 1
+    curator.set_password("correct horse battery")
+    curator.save()
+
+    for _ in range(3):
+        assert login(client, curator.username, "correct horse battery").status_code == 302
+        client.logout()
