@@ -507,6 +507,7 @@ class OutboxTransport:
         pass
 
     def send(self, sender: str, to: str, data: bytes) -> None:
+        self.outbox.mkdir(parents=True, exist_ok=True)
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         final = self.outbox / f"{stamp}-{uuid.uuid4().hex[:12]}.eml"
         partial = final.with_suffix(".part")

@@ -642,3 +642,18 @@ def test_digests_held_back_too_long_are_skipped_not_sent_late():
     recent.refresh_from_db()
     assert (old.status, recent.status) == (Delivery.Status.SKIPPED, Delivery.Status.WAITING)
     assert "never arrived" in old.error
+
+
+def test_without_a_relay_digests_go_to_the_outbox_even_before_it_exists(ready_day, settings, tmp_path):
+    """The embedded default: no EMAIL_HOST, each digest an .eml file a person can open."""
+    settings.EMAIL_HOST = ""
+    settings.OUTBOX_DIR = tmp_path / "not-yet" / "outbox"
+    subscriber = SubscriberFactory(topics=["video generation"])
+    sending.send_preview(subscriber=subscriber, day=DIGEST_DAY, to="curator@example.org")
+    report = sending.send_batch(deliveries(subscriber))
+    assert report.sent == 1
+    files = sorted(settings.OUTBOX_DIR.glob("*.eml"))
+    assert len(files) == 2
+    texts = [f.read_text() for f in files]
+    assert sum("To: curator@example.org" in t for t in texts) == 1
+    assert sum(f"To: {subscriber.email}" in t for t in texts) == 1
