@@ -1,7 +1,7 @@
 """Load test: the signup page, signup POSTs and one-click unsubscribes against gunicorn.
 
     .venv/bin/python bench/loadtest.py                      # 200 requests/s for 60 s
-    .venv/bin/python bench/loadtest.py --rate 300 --duration 30 --workers 5
+    .venv/bin/python tests/bench/loadtest.py --rate 300 --duration 30 --workers 5
 
 Starts gunicorn natively on 127.0.0.1 as production runs it (DEBUG off, whitenoise,
 collected static files) against a fresh database: a new PostgreSQL database when
@@ -491,7 +491,9 @@ def parse_mix(value: str) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--rate", type=float, default=200.0, help="requests per second to send (default 200)")
+    # 10 % above the target: an open-loop run answers what it is sent, so sending exactly
+    # the target would measure 199.9 and say nothing about headroom.
+    parser.add_argument("--rate", type=float, default=220.0, help="requests per second to send (default 220)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds to send for (default 60)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes (default 4)")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (default 1)")
