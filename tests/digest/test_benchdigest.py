@@ -6,10 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+BENCH_ARGS = ["--subscribers", "40", "--naive", "5", "--batch-size", "15"]
 
 
-def test_it_sends_through_a_local_sink_and_prints_every_stage(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_it_sends_through_a_local_sink_and_prints_every_stage(tmp_path: Path, processes: str) -> None:
     env = {
         **os.environ,
         "DIGEST_NO_BOOTSTRAP": "1",
@@ -18,7 +22,7 @@ def test_it_sends_through_a_local_sink_and_prints_every_stage(tmp_path: Path) ->
     }
     env.pop("REDIS_URL", None)
     done = subprocess.run(
-        [sys.executable, "manage.py", "benchdigest", "--subscribers", "40", "--naive", "5", "--batch-size", "15"],
+        [sys.executable, "manage.py", "benchdigest", *BENCH_ARGS, "--processes", processes],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -29,6 +33,7 @@ def test_it_sends_through_a_local_sink_and_prints_every_stage(tmp_path: Path) ->
     out = done.stdout
     sent = int(re.search(r"40 planned, (\d+) sent", out).group(1))
     assert 0 < sent <= 40
+    assert f"{processes} sending process(es)" in out
     for stage in ("plan", "prepare", "rank", "render", "send", "record", "total"):
         assert re.search(rf"^  {stage} +\d+\.\d+ +\d+\.\d+$", out, re.M), stage
     assert re.search(r"end to end: [\d,]+ digests/s, CPU [\d.]+ ms/digest", out)

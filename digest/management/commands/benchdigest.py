@@ -10,6 +10,7 @@ inlining, for the ratio. Prints its figures; asserts nothing about speed.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
 import resource
@@ -41,8 +42,29 @@ COMMON_TOPICS = [
 ]  # fmt: skip
 
 
+def _send_share(batches: list[list[int]], results) -> None:
+    timings: dict[str, float] = {}
+    total = sending.BatchReport()
+    try:
+        with sending.Mailer() as mailer:
+            for batch in batches:
+                total.add(sending.send_batch(batch, mailer=mailer, timings=timings))
+    finally:
+        connection.close()
+        results.put((timings, total))
+
+
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child (not the sink: alive)
+    return max(own, children) / 1024
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the sending processes; the SMTP
+    sink is still running, so it is not counted)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 class Command(BaseCommand):
@@ -53,11 +75,13 @@ class Command(BaseCommand):
         parser.add_argument("--papers", type=int, default=40, help="papers in the day's list (default 40)")
         parser.add_argument("--naive", type=int, default=300, help="subscribers for the naive run (default 300)")
         parser.add_argument("--batch-size", type=int, default=settings.DIGEST_BATCH_SIZE)
+        parser.add_argument("--processes", type=int, default=1, help="sending processes, like a worker's concurrency")
         parser.add_argument("--seed", type=int, default=7)
 
     def handle(self, *args, **options) -> None:
-        if options["subscribers"] < 1 or options["papers"] < 1:
-            raise CommandError("--subscribers and --papers must be at least 1")
+        if options["subscribers"] < 1 or options["papers"] < 1 or options["processes"] < 1:
+            raise CommandError("--subscribers, --papers and --processes must be at least 1")
+        self.processes = options["processes"]
         source = MONTH if MONTH.exists() else SAMPLE
         try:
             items = parse_api_items(json.loads(source.read_text()))
@@ -141,13 +165,41 @@ class Command(BaseCommand):
     # ----------------------------------------------------------------- runs
 
     def send_all(self, ids: list[int], batch_size: int, timings: dict[str, float]) -> sending.BatchReport:
+        batches = [ids[start : start + batch_size] for start in range(0, len(ids), batch_size)]
+        if self.processes > 1:
+            return self.send_in_processes(batches, timings)
         total = sending.BatchReport()
         rss = []
         with sending.Mailer() as mailer:
-            for start in range(0, len(ids), batch_size):
-                total.add(sending.send_batch(ids[start : start + batch_size], mailer=mailer, timings=timings))
+            for batch in batches:
+                total.add(sending.send_batch(batch, mailer=mailer, timings=timings))
                 rss.append(_rss_mb())
         self.rss_track = rss
+        return total
+
+    def send_in_processes(self, batches: list[list[int]], timings: dict[str, float]) -> sending.BatchReport:
+        """Like workers with --concurrency N: forked processes, each with its own database
+        and SMTP connections, take every Nth batch. They inherit the day's edition."""
+        context = multiprocessing.get_context("fork")
+        results = context.Queue()
+        connection.close()  # each child opens its own
+        children = [
+            context.Process(target=_send_share, args=(batches[k :: self.processes], results), daemon=True)
+            for k in range(self.processes)
+        ]
+        for child in children:
+            child.start()
+        total = sending.BatchReport()
+        for _ in children:
+            share_timings, report = results.get()
+            total.add(report)
+            for stage, seconds in share_timings.items():
+                timings[stage] = timings.get(stage, 0.0) + seconds
+        for child in children:
+            child.join()
+            if child.exitcode:
+                raise CommandError(f"a sending process exited with {child.exitcode}")
+        self.rss_track = []
         return total
 
     def run(self, items: list, sink: Sink, **options) -> None:
@@ -155,13 +207,14 @@ class Command(BaseCommand):
         n, batch_size = options["subscribers"], options["batch_size"]
         papers = self.load_papers(items, options["papers"])
         self.stdout.write(
-            f"{len(items)} real papers ({len(papers)} in the day's list), {n:,} subscribers, batches of {batch_size}"
+            f"{len(items)} real papers ({len(papers)} in the day's list), {n:,} subscribers, batches of {batch_size},"
+            f" {self.processes} sending process(es)"
         )
         fast_ids = self.make_subscribers(n, papers, rng, prefix="fast")
         sending.clear_editions()
 
         timings: dict[str, float] = {}
-        wall0, cpu0 = time.perf_counter(), time.process_time()
+        wall0, cpu0 = time.perf_counter(), _cpu_seconds()
         plan = sending.plan_date(DAY, subscriber_ids=fast_ids)
         timings["plan"] = time.perf_counter() - wall0
         t = time.perf_counter()
@@ -173,7 +226,7 @@ class Command(BaseCommand):
             .values_list("pk", flat=True)
         )
         report = self.send_all(pending, batch_size, timings)
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
         if sink.messages != report.sent:
             raise CommandError(f"the sink received {sink.messages} messages but {report.sent} were recorded sent")
         sent = max(report.sent, 1)
@@ -189,11 +242,11 @@ class Command(BaseCommand):
             self.stdout.write(f"  {stage:<10}{seconds:>10.2f}{seconds * 1000 / sent:>12.3f}")
         self.stdout.write(f"  {'total':<10}{wall:>10.2f}{wall * 1000 / sent:>12.3f}")
         self.stdout.write(
-            f"  end to end: {rate:,.0f} digests/s, CPU {cpu * 1000 / sent:.2f} ms/digest (this process),"
+            f"  end to end: {rate:,.0f} digests/s, CPU {cpu * 1000 / sent:.2f} ms/digest (the sending processes),"
             f" {sink.bytes / sent / 1024:.1f} KB/message"
         )
         half = self.rss_track[len(self.rss_track) // 2] if self.rss_track else _rss_mb()
-        self.stdout.write(f"  peak RSS {_rss_mb():.0f} MB (at half-way {half:.0f} MB)")
+        self.stdout.write(f"  peak RSS {_rss_mb():.0f} MB per process (at half-way {half:.0f} MB)")
         if n >= 1000:
             self.stdout.write(f"  100,000 subscribers at this rate: {100_000 / rate / 60:.1f} minutes")
 
