@@ -396,6 +396,11 @@ class RelayDown(TemporaryError):
     """The relay cannot be reached at all: no point trying the rest of the batch."""
 
 
+class UnknownOutcome(Exception):
+    """The relay went away after the whole message and before its answer: it may have
+    taken it. Never retried (that could send it twice); the row is marked stuck."""
+
+
 class PermanentError(Exception):
     """SMTP 5xx for this recipient or message: a hard bounce."""
 
@@ -469,7 +474,11 @@ class SmtpTransport:
         if body.startswith(b"."):
             body = b"." + body
         smtp.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
-        code, reply = smtp.getreply()
+        try:
+            code, reply = smtp.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            raise UnknownOutcome(f"the relay hung up after the whole message, before answering: {exc}") from exc
         if code != 250:
             smtp.rset()
             raise smtplib.SMTPDataError(code, reply)
@@ -837,10 +846,11 @@ class BatchReport:
     bounced: int = 0
     skipped: int = 0
     retry: int = 0  # back to pending for a later run
+    stuck: int = 0  # the relay's answer was lost: maybe sent, reported, never resent
     stopped: str = ""
 
     def add(self, other: BatchReport) -> None:
-        for name in ("claimed", "sent", "failed", "bounced", "skipped", "retry"):
+        for name in ("claimed", "sent", "failed", "bounced", "skipped", "retry", "stuck"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.stopped = self.stopped or other.stopped
 
@@ -897,6 +907,15 @@ def send_batch(
                 report.retry += 1
         with timer("record"):
             _record(deliveries, batch.ledger_rows, batch.bounced_ids)
+    if report.stuck:
+        alert_curators(
+            subject=f"{report.stuck} digests stuck",
+            body=(
+                f"The SMTP relay hung up after {report.stuck} whole messages without answering: they may have"
+                " been delivered, so they are not resent automatically. Check the relay's log for their"
+                " Message-IDs and retry them from the console's Deliveries page if they never left."
+            ),
+        )
     return report
 
 
@@ -999,6 +1018,10 @@ class _Batch:
                     data,
                     before=lambda: _journal(TRY_KEY.format(delivery.pk), 1),
                 )
+        except UnknownOutcome as exc:
+            delivery.status, delivery.error = Delivery.Status.STUCK, str(exc)[:1000]
+            report.stuck += 1
+            self._error(delivery, stop=False)
         except PermanentError as exc:
             delivery.status, delivery.error = Delivery.Status.BOUNCED, str(exc)[:1000]
             self.bounced_ids.append(subscriber.pk)

@@ -95,6 +95,8 @@ if not SECRET_KEY:
 
 SITE_URL = envurl("SITE_URL", "http://127.0.0.1:8000")
 SITE_NAME = env("SITE_NAME", "Paper Digest")
+# Alerts to ADMINS (failed scrapes, held-back or stuck digests) start with this.
+EMAIL_SUBJECT_PREFIX = f"[{SITE_NAME}] "
 _site_host = urlsplit(SITE_URL).hostname or "localhost"
 ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "*" if DEBUG else _site_host).split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [SITE_URL]

@@ -18,6 +18,10 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+# A scripted reply that accepts the message and closes the connection before answering:
+# the client cannot know whether it was taken.
+DROP = "drop"
+
 
 class LongLineSMTP(SMTP):
     # Stock aiosmtpd 1.4.6 answers "500 Line too long" to ordinary HTML email lines.
@@ -74,9 +78,12 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        drop = False
         for address in envelope.rcpt_tos:
             reply = self._scripted("DATA", address)
-            if reply:
+            if reply == DROP:
+                drop = True  # take the message, then hang up before answering
+            elif reply:
                 return reply
         content = envelope.original_content or b""
         with self.lock:
@@ -88,6 +95,8 @@ class Handler:
                     mail_options=list(envelope.mail_options),
                 )
             )
+        if drop:
+            server.transport.close()
         return "250 Message accepted for delivery"
 
 

@@ -657,3 +657,24 @@ def test_without_a_relay_digests_go_to_the_outbox_even_before_it_exists(ready_da
     texts = [f.read_text() for f in files]
     assert sum("To: curator@example.org" in t for t in texts) == 1
     assert sum(f"To: {subscriber.email}" in t for t in texts) == 1
+
+
+def test_a_relay_that_hangs_up_after_the_message_leaves_the_row_stuck_never_resent(smtp_server, ready_day):
+    """The relay may have taken a message whose answer was lost: retrying could send it
+    twice, so the row is reported stuck instead, and later batches leave it alone."""
+    from tests.smtp import DROP
+
+    lost, fine = SubscriberFactory(topics=[]), SubscriberFactory(topics=[])
+    smtp_server.reply(lost.email, DROP, stage="DATA", times=1)
+    ids = deliveries(lost, fine)
+    report = sending.send_batch(ids)
+    assert (report.sent, report.stuck) == (1, 1)
+    row = Delivery.objects.get(subscriber=lost)
+    assert row.status == Delivery.Status.STUCK and "hung up" in row.error
+    assert Delivery.objects.get(subscriber=fine).status == Delivery.Status.SENT
+    assert [m.subject for m in mail.outbox if "stuck" in m.subject] == ["[Paper Digest] 1 digests stuck"]
+
+    sending.send_batch(ids)  # a duplicated task, or the next planner run
+    sending.planner_run()
+    assert len(smtp_server.to(lost.email)) == 1  # taken once by the relay, never again
+    assert len(smtp_server.to(fine.email)) == 1
