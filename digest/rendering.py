@@ -19,7 +19,6 @@ No database access; settings are read for the site name, URLs and postal address
 from __future__ import annotations
 
 import binascii
-import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.template.loader import get_template
+
+from digest import emails
 
 # Gmail clips a message over about 102 KB: the whole message (headers, text and HTML
 # parts) stays under this, dropping the reader's last cards if need be.
@@ -75,21 +76,10 @@ def one_line(value: str) -> str:
 
 
 def inline_css(html: str) -> str:
-    """Inline the <style> rules into style attributes; @media rules stay in <style>.
-
-    strip_important=False: premailer's default strips !important from the @media rules it
-    keeps, and then the mobile and dark-mode overrides lose to the inline styles.
-    """
-    import premailer
-
-    inlined = premailer.Premailer(
-        html,
-        strip_important=False,
-        allow_network=False,
-        disable_validation=True,
-        cssutils_logging_level=logging.CRITICAL,
-    ).transform()
-    # lxml may drop the doctype; without it some clients render in quirks mode.
+    """The project's one premailer call (digest.emails.inline_css: strip_important=False,
+    so the mobile and dark-mode @media overrides keep their !important), plus the doctype
+    lxml may drop; without it some clients render in quirks mode."""
+    inlined = emails.inline_css(html)
     if not inlined.lstrip().upper().startswith("<!DOCTYPE"):
         inlined = "<!DOCTYPE html>\n" + inlined
     return inlined
