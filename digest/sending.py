@@ -46,7 +46,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.core.cache import cache
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Count, F, Max, Q
+from django.db.models import Count, F, Max, Q, QuerySet
 from django.utils import timezone
 
 from digest import tokens
@@ -609,11 +609,11 @@ def _create_deliveries(subscriber_ids: Iterable[int], digest_date: date, *, read
     return created
 
 
-def due_subscribers(digest_date: date, *, frequencies: Sequence[str]) -> Iterator[int]:
-    """Active subscribers of these frequencies without a delivery for ``digest_date`` yet."""
+def _due(digest_date: date, subscribers: QuerySet[Subscriber]) -> Iterator[int]:
+    """Of ``subscribers``, the ids without a delivery for ``digest_date`` yet."""
     planned = Delivery.objects.filter(digest_date=digest_date).values("subscriber_id")
     return (
-        Subscriber.objects.filter(status=Subscriber.Status.ACTIVE, frequency__in=frequencies)
+        subscribers.filter(status=Subscriber.Status.ACTIVE)
         .exclude(pk__in=planned)
         .order_by("pk")
         .values_list("pk", flat=True)
@@ -621,25 +621,30 @@ def due_subscribers(digest_date: date, *, frequencies: Sequence[str]) -> Iterato
     )
 
 
-def plan_date(digest_date: date, *, subscriber_ids: Iterable[int] | None = None) -> PlanReport:
-    """Plan ``digest_date`` for every due subscriber (or these), whatever their send hour."""
-    report = PlanReport(dates={digest_date})
+def _plan(report: PlanReport, digest_date: date, subscribers: QuerySet[Subscriber]) -> None:
+    """One delivery per due subscriber of each frequency due on ``digest_date``: pending
+    when its papers are ready, waiting when not."""
     frequencies = [Subscriber.Frequency.DAILY]
     if is_weekly_day(digest_date):
         frequencies.append(Subscriber.Frequency.WEEKLY)
     for frequency in frequencies:
-        ids = subscriber_ids
-        if ids is None:
-            ids = due_subscribers(digest_date, frequencies=[frequency])
-        else:
-            ids = Subscriber.objects.filter(
-                pk__in=list(ids), status=Subscriber.Status.ACTIVE, frequency=frequency
-            ).values_list("pk", flat=True)
+        ids = _due(digest_date, subscribers.filter(frequency=frequency))
         ready = digest_ready(digest_date, weekly=frequency == Subscriber.Frequency.WEEKLY)
         created = _create_deliveries(ids, digest_date, ready=ready)
         report.planned += created
+        if created:
+            report.dates.add(digest_date)
         if not ready:
             report.waiting += created
+
+
+def plan_date(digest_date: date, *, subscriber_ids: Iterable[int] | None = None) -> PlanReport:
+    """Plan ``digest_date`` for every due subscriber (or these), whatever their send hour."""
+    report = PlanReport(dates={digest_date})
+    subscribers = Subscriber.objects.all()
+    if subscriber_ids is not None:
+        subscribers = subscribers.filter(pk__in=list(subscriber_ids))
+    _plan(report, digest_date, subscribers)
     return report
 
 
@@ -650,31 +655,7 @@ def plan_due(*, now: datetime | None = None) -> PlanReport:
     zones = Subscriber.objects.filter(status=Subscriber.Status.ACTIVE).values_list("time_zone", flat=True).distinct()
     for zone_name in zones:
         local = now.astimezone(_zone(zone_name))
-        digest_date = local.date()
-        frequencies = [Subscriber.Frequency.DAILY]
-        if is_weekly_day(digest_date):
-            frequencies.append(Subscriber.Frequency.WEEKLY)
-        planned = Delivery.objects.filter(digest_date=digest_date).values("subscriber_id")
-        for frequency in frequencies:
-            ids = (
-                Subscriber.objects.filter(
-                    status=Subscriber.Status.ACTIVE,
-                    time_zone=zone_name,
-                    frequency=frequency,
-                    send_hour__lte=local.hour,
-                )
-                .exclude(pk__in=planned)
-                .order_by("pk")
-                .values_list("pk", flat=True)
-                .iterator(chunk_size=PLAN_CHUNK)
-            )
-            ready = digest_ready(digest_date, weekly=frequency == Subscriber.Frequency.WEEKLY)
-            created = _create_deliveries(ids, digest_date, ready=ready)
-            report.planned += created
-            if created:
-                report.dates.add(digest_date)
-            if not ready:
-                report.waiting += created
+        _plan(report, local.date(), Subscriber.objects.filter(time_zone=zone_name, send_hour__lte=local.hour))
     return report
 
 
@@ -682,8 +663,8 @@ def release_waiting() -> int:
     """Waiting deliveries whose papers have become ready turn pending."""
     released = 0
     waiting = Delivery.objects.filter(status=Delivery.Status.WAITING)
+    weekly_ids = Subscriber.objects.filter(frequency=Subscriber.Frequency.WEEKLY).values("pk")
     for digest_date in waiting.values_list("digest_date", flat=True).distinct():
-        weekly_ids = Subscriber.objects.filter(frequency=Subscriber.Frequency.WEEKLY).values("pk")
         for weekly in (False, True):
             if not digest_ready(digest_date, weekly=weekly):
                 continue
