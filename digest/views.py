@@ -1,4 +1,6 @@
+import functools
 import ipaddress
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -119,14 +121,29 @@ def _bad_link(request: HttpRequest, error: BadToken | str) -> HttpResponse:
     return render(request, "digest/bad_link.html", {"error": str(error)}, status=400)
 
 
+def signed_link(purpose: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Views behind a signed link: the token is read (and checked) once, here; a bad one
+    gets the bad-link page, and the view receives the subscriber and the token's extras."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, token: str) -> HttpResponse:
+            try:
+                subscriber, extra = read_token(token, purpose)
+            except BadToken as exc:
+                return _bad_link(request, exc)
+            return view(request, token=token, subscriber=subscriber, extra=extra)
+
+        return wrapper
+
+    return decorate
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
-def confirm(request: HttpRequest, token: str) -> HttpResponse:
+@signed_link("confirm")
+def confirm(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]) -> HttpResponse:
     """GET shows a button; only the POST confirms, so mail scanners that open links cannot."""
-    try:
-        subscriber, extra = read_token(token, "confirm")
-    except BadToken as exc:
-        return _bad_link(request, exc)
     consent_id = extra.get("c")
     if not isinstance(consent_id, int):
         return _bad_link(request, "this link is not valid")
@@ -151,11 +168,8 @@ DONE_MESSAGES = {
 
 @never_cache
 @require_http_methods(["GET", "POST"])
-def manage(request: HttpRequest, token: str) -> HttpResponse:
-    try:
-        subscriber, _ = read_token(token, "manage")
-    except BadToken as exc:
-        return _bad_link(request, exc)
+@signed_link("manage")
+def manage(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]) -> HttpResponse:
     form = PreferencesForm(initial=_preferences_of(subscriber))
     status = 200
     if request.method == "POST":
@@ -191,11 +205,8 @@ def _preferences_of(subscriber: Subscriber) -> dict[str, Any]:
 
 @never_cache
 @require_GET
-def my_data(request: HttpRequest, token: str) -> HttpResponse:
-    try:
-        subscriber, _ = read_token(token, "manage")
-    except BadToken as exc:
-        return _bad_link(request, exc)
+@signed_link("manage")
+def my_data(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]) -> HttpResponse:
     response = JsonResponse(
         selectors.subscriber_data(subscriber=subscriber),
         json_dumps_params={"indent": 2, "ensure_ascii": False},
@@ -206,12 +217,9 @@ def my_data(request: HttpRequest, token: str) -> HttpResponse:
 
 @never_cache
 @require_http_methods(["GET", "POST"])
-def delete(request: HttpRequest, token: str) -> HttpResponse:
+@signed_link("manage")
+def delete(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]) -> HttpResponse:
     """GET asks "are you sure?"; the POST erases."""
-    try:
-        subscriber, _ = read_token(token, "manage")
-    except BadToken as exc:
-        return _bad_link(request, exc)
     if request.method == "POST":
         services.subscriber_delete(subscriber=subscriber)
         return render(request, "digest/delete.html", {"deleted": True})
@@ -221,13 +229,10 @@ def delete(request: HttpRequest, token: str) -> HttpResponse:
 @csrf_exempt  # RFC 8058: the mailbox provider's POST carries no cookie and no CSRF token
 @never_cache
 @require_http_methods(["GET", "POST"])
-def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+@signed_link("unsubscribe")
+def unsubscribe(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]) -> HttpResponse:
     """One-click unsubscribe. The signed token is the authenticator; GET never changes
     anything (link scanners fetch URLs), POST unsubscribes, answers 200, and is idempotent."""
-    try:
-        subscriber, _ = read_token(token, "unsubscribe")
-    except BadToken as exc:
-        return _bad_link(request, exc)
     done = request.method == "POST"
     if done:
         services.subscriber_unsubscribe(subscriber=subscriber)
@@ -243,13 +248,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @csrf_exempt  # the signed token is the authenticator, as for one-click unsubscribe
 @never_cache
 @require_http_methods(["GET", "POST"])
-def feedback(request: HttpRequest, token: str) -> HttpResponse:
+@signed_link("feedback")
+def feedback(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]) -> HttpResponse:
     """ "More / less like this" from a digest. GET shows the choice and, with JavaScript,
     submits it at once (one click); the POST records it. Link scanners only GET."""
-    try:
-        subscriber, _ = read_token(token, "feedback")
-    except BadToken as exc:
-        return _bad_link(request, exc)
     data = request.POST if request.method == "POST" else request.GET
     arxiv_id = data.get("p", "")[:32]
     try:
@@ -269,12 +271,9 @@ def feedback(request: HttpRequest, token: str) -> HttpResponse:
 
 @never_cache
 @require_GET
-def webview(request: HttpRequest, token: str) -> HttpResponse:
+@signed_link("webview")
+def webview(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]) -> HttpResponse:
     """The digest as it was sent, in the browser ("Read it in your browser")."""
-    try:
-        subscriber, extra = read_token(token, "webview")
-    except BadToken as exc:
-        return _bad_link(request, exc)
     try:
         day = date.fromisoformat(str(extra.get("d", "")))
     except ValueError:
