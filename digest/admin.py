@@ -18,9 +18,9 @@ from django.utils.safestring import mark_safe
 from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
-from digest import services
-from digest.console import action_form
+from digest import sending, services
 from digest.models import ConsentRecord, Delivery, SentPaper, Subscriber, Suppression
+from papers.actions import action_form
 
 # The subscriber page lists this many of the latest deliveries and papers; the rest are a link away.
 RECENT_ROWS = 30
@@ -354,10 +354,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry failed, bounced and stuck", permissions=["retry"])
     def retry_failed(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
-        from digest import sending
-
-        retryable = [Delivery.Status.FAILED, Delivery.Status.BOUNCED, Delivery.Status.STUCK]
-        ids = list(queryset.filter(status__in=retryable).values_list("pk", flat=True))
+        ids = list(queryset.filter(status__in=Delivery.RETRYABLE).values_list("pk", flat=True))
         left = queryset.count() - len(ids)
         count = sending.deliveries_retry(ids) if ids else 0
         text = f"{count} delivery(ies) back to pending and queued for sending."

@@ -9,6 +9,9 @@ class DigestConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        # Register the tasks in every process, not only in workers (Celery's autodiscovery
+        # runs there): services enqueue them by name (digest/jobs.py).
+        import digest.tasks  # noqa: F401
         from digest.roles import sync_curator_group
 
         # Runs after every app's permissions exist: "digest" is last in INSTALLED_APPS.

@@ -10,7 +10,6 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.widgets import AdminDateWidget
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
-from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -18,7 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from digest import selectors
+from digest import selectors, sending
 from digest.models import Subscriber
 from digest.services import rate_limit_hit
 
@@ -93,8 +92,6 @@ class ConsoleSite(admin.AdminSite):
 
     def _preview_request(self, request: HttpRequest) -> tuple["PreviewForm", Any, str]:
         """The form, the preview (or None) and why there is none."""
-        from digest import sending
-
         if not request.user.has_perm("digest.preview_digest"):
             raise PermissionDenied
         data = request.POST if request.method == "POST" else request.GET
@@ -110,8 +107,6 @@ class ConsoleSite(admin.AdminSite):
     def preview_view(self, request: HttpRequest) -> HttpResponse:
         """Any subscriber's digest for any date, exactly as it would be sent, and a button
         that sends that very email to the curator."""
-        from digest import sending
-
         form, preview, nothing = self._preview_request(request)
         if request.method == "POST" and form.is_valid():
             back = reverse("admin:digest_preview") + "?" + form.query_string()
@@ -203,32 +198,3 @@ def growth_chart(points: list[tuple[date, int]], *, width: int = 600, height: in
         low=low,
         bottom=height - pad - 2,
     )
-
-
-def action_form(
-    modeladmin: admin.ModelAdmin,
-    request: HttpRequest,
-    queryset: QuerySet[Any],
-    *,
-    action: str,
-    title: str,
-    submit: str,
-    form: forms.Form | None = None,
-    warning: str = "",
-) -> TemplateResponse:
-    """The intermediate page of an admin action: the chosen rows, an optional form, and a
-    button that posts the action again with `apply` set."""
-    opts = modeladmin.model._meta
-    objects: list[Model] = list(queryset)
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": title,
-        "opts": opts,
-        "objects": objects,
-        "form": form,
-        "media": modeladmin.media + (form.media if form else forms.Media()),
-        "action": action,
-        "submit": submit,
-        "warning": warning,
-    }
-    return TemplateResponse(request, "admin/console/action_form.html", context)

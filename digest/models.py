@@ -115,7 +115,7 @@ class Delivery(models.Model):
     """One digest for one subscriber and one date: the unit of exactly-once sending.
 
     pending -> sending -> sent | failed | bounced; waiting while the day's scrape is not
-    good; stuck when a worker died mid-send (never resent blindly, see sending.py).
+    good; stuck when a worker died mid-send (never resent blindly, see digest/sending/).
     """
 
     class Status(models.TextChoices):
@@ -128,6 +128,9 @@ class Delivery(models.Model):
         STUCK = "stuck", "Stuck (worker died mid-send)"
         SKIPPED = "skipped", "Skipped (nothing new to send)"
 
+    # Not sent, and safe to send again: a curator may put these back to pending.
+    RETRYABLE = (Status.FAILED, Status.BOUNCED, Status.STUCK)
+
     subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="deliveries")
     digest_date = models.DateField(db_index=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
@@ -138,7 +141,9 @@ class Delivery(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     message_id = models.CharField(max_length=255, blank=True)
     error = models.TextField(blank=True)
-    papers = models.JSONField(default=list, blank=True, help_text="arXiv ids, in the order sent.")
+    papers = models.JSONField(
+        default=list, blank=True, help_text='What was sent, in order: [{"arxiv_id": ..., "reason": ...}, ...].'
+    )
 
     class Meta:
         ordering = ["-digest_date", "subscriber_id"]

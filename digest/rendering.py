@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.template.loader import get_template
 
-from digest import emails
+from digest.mail import templated
 
 # Gmail clips a message over about 102 KB: the whole message (headers, text and HTML
 # parts) stays under this, dropping the reader's last cards if need be.
@@ -76,10 +76,10 @@ def one_line(value: str) -> str:
 
 
 def inline_css(html: str) -> str:
-    """The project's one premailer call (digest.emails.inline_css: strip_important=False,
+    """The project's one premailer call (digest.mail.inline_css: strip_important=False,
     so the mobile and dark-mode @media overrides keep their !important), plus the doctype
     lxml may drop; without it some clients render in quirks mode."""
-    inlined = emails.inline_css(html)
+    inlined = templated.inline_css(html)
     if not inlined.lstrip().upper().startswith("<!DOCTYPE"):
         inlined = "<!DOCTYPE html>\n" + inlined
     return inlined

@@ -11,7 +11,9 @@ from django.db import connection
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from digest.models import ConsentRecord, Subscriber
+from digest.models import ConsentRecord, Delivery, Subscriber
+from digest.ranking import PaperIndex, Profile
+from digest.sending.editions import paper_doc
 from papers.models import Paper, ScrapeRun
 
 
@@ -76,20 +78,26 @@ def recent_days(*, days: int = PREVIEW_DAYS) -> list[date]:
     )
 
 
-_preview_index: dict[str, Any] = {}
+class RecentIndex:
+    """The ranking index of the recent days' papers for the live preview, one per process,
+    rebuilt only when those papers change (a cheap aggregate query per preview)."""
+
+    def __init__(self) -> None:
+        self._stamp: tuple | None = None
+        self._index: PaperIndex | None = None
+        self._papers: dict[int, Paper] = {}
+
+    def get(self, days: list[date]) -> tuple[PaperIndex, dict[int, Paper]]:
+        visible = Paper.objects.filter(featured_on__in=days, hidden=False, withdrawn_at__isnull=True)
+        stamp = (tuple(days), *visible.aggregate(n=Count("id"), at=Max("updated_at")).values())
+        if self._index is None or stamp != self._stamp:
+            papers = {p.pk: p for p in visible}
+            self._index = PaperIndex([paper_doc(p) for p in papers.values()])
+            self._papers, self._stamp = papers, stamp
+        return self._index, self._papers
 
 
-def _recent_index(days: list[date]) -> tuple[Any, dict[int, Paper]]:
-    """The ranking index of the recent days' papers, rebuilt only when they change."""
-    from digest.ranking import PaperIndex
-    from digest.sending import paper_doc
-
-    visible = Paper.objects.filter(featured_on__in=days, hidden=False, withdrawn_at__isnull=True)
-    stamp = (tuple(days), *visible.aggregate(n=Count("id"), at=Max("updated_at")).values())
-    if _preview_index.get("stamp") != stamp:
-        papers = {p.pk: p for p in visible}
-        _preview_index.update(stamp=stamp, papers=papers, index=PaperIndex([paper_doc(p) for p in papers.values()]))
-    return _preview_index["index"], _preview_index["papers"]
+recent_index = RecentIndex()
 
 
 def preview_papers(
@@ -102,14 +110,12 @@ def preview_papers(
 ) -> list[tuple[Paper, str]]:
     """Recent papers a digest with these filters would contain, each with the reason why,
     ranked by the same code as the emails (digest/ranking.py)."""
-    from digest.ranking import Profile
-
     if not (topics or authors or organizations) or limit <= 0:
         return []
     days = recent_days()
     if not days:
         return []
-    index, papers = _recent_index(days)
+    index, papers = recent_index.get(days)
     profile = Profile(
         subscriber_id=0,
         topics=tuple(topics),
@@ -243,8 +249,6 @@ class Dashboard:
 
 def dashboard(*, today: date, now: datetime) -> Dashboard:
     """Everything on the console's front page, in three queries whatever the data's size."""
-    from digest.models import Delivery
-
     status = Delivery.Status
     week_ago = today - timedelta(days=7)
     scrapes = list(ScrapeRun.objects.order_by("-started_at")[:8])

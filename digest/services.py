@@ -18,9 +18,11 @@ from django.core.cache.backends.redis import RedisCache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from digest import roles, tokens
-from digest.emails import make_message
+from digest import jobs, roles, tokens
+from digest.mail import make_message
 from digest.models import ConsentRecord, Delivery, Feedback, Subscriber, Suppression, email_hash
+from digest.ranking import learn_weights
+from digest.sending.editions import paper_doc
 from papers.models import Paper
 
 logger = logging.getLogger(__name__)
@@ -57,22 +59,6 @@ def rate_limit_hit(key: str, *, limit: int, window: int) -> bool:
     return count > limit
 
 
-def _enqueue(task_path: str, subscriber_id: int) -> None:
-    """Send the task once the transaction commits; a broker outage must not fail the request."""
-
-    def send() -> None:
-        from digest import tasks
-
-        task = getattr(tasks, task_path)
-        try:
-            task.delay(subscriber_id)
-        except Exception:
-            # Confirmations are picked up by sweep_confirmations; the rest is logged.
-            logger.exception("could not enqueue %s for subscriber %s", task_path, subscriber_id)
-
-    transaction.on_commit(send)
-
-
 def subscriber_subscribe(
     *,
     email: str,
@@ -105,7 +91,7 @@ def subscriber_subscribe(
             if subscriber.status in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
                 # Someone may be typing another person's address: change nothing, just send
                 # the owner a link to their preferences.
-                _enqueue("send_manage_link", subscriber.pk)
+                jobs.enqueue_on_commit(jobs.SEND_MANAGE_LINK, subscriber.pk)
                 return "manage"
             # Pending or unsubscribed: the newest signup is what the confirmation confirms.
             for name, value in preferences.items():
@@ -116,7 +102,7 @@ def subscriber_subscribe(
         ConsentRecord.objects.create(
             subscriber=subscriber, ip=ip, user_agent=user_agent[:500], form_version=form_version
         )
-        _enqueue("send_confirmation", subscriber.pk)
+        jobs.enqueue_on_commit(jobs.SEND_CONFIRMATION, subscriber.pk)
     return "confirmation"
 
 
@@ -204,17 +190,6 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
         subscriber.delete()
 
 
-def list_unsubscribe_headers(subscriber: Subscriber) -> dict[str, str]:
-    """RFC 2369 + RFC 8058 headers: one HTTPS one-click URI and a mailto fallback."""
-    token = tokens.make_token(subscriber, "unsubscribe")
-    url = f"{settings.SITE_URL}/{tokens.PATHS['unsubscribe']}{token}"
-    mailto = f"mailto:{settings.UNSUBSCRIBE_MAILTO}?subject=unsubscribe-{token}"
-    return {
-        "List-Unsubscribe": f"<{url}>, <{mailto}>",
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    }
-
-
 def confirmation_send(*, subscriber_id: int) -> bool:
     """Send the pending confirmation once: the row is claimed by a conditional update, so
     the task and the sweep never both send it. A failed send unclaims it for the sweep."""
@@ -266,7 +241,7 @@ def manage_link_send(*, subscriber_id: int) -> bool:
         },
         to=[subscriber.email],
         from_email=settings.DEFAULT_FROM_EMAIL,
-        headers=list_unsubscribe_headers(subscriber),
+        headers=tokens.list_unsubscribe(subscriber),
     ).send()
     return True
 
@@ -295,9 +270,6 @@ def feedback_record(*, subscriber: Subscriber, arxiv_id: str, signal: int) -> Fe
     """ "More / less like this" on one paper: stored once per paper, and the subscriber's
     learned weights move only when the signal is new or changed (a double click, or a
     link scanner repeating the request, changes nothing)."""
-    from digest.ranking import learn_weights
-    from digest.sending import paper_doc
-
     paper = Paper.objects.filter(arxiv_id=arxiv_id).first()
     if paper is None or signal not in (Feedback.Signal.MORE, Feedback.Signal.LESS):
         return None
@@ -337,7 +309,7 @@ def confirmation_resend(*, subscriber: Subscriber) -> ResendOutcome:
     with transaction.atomic():
         # Unclaim it: confirmation_send claims the row before sending, so a double click sends once.
         Subscriber.objects.filter(pk=subscriber.pk, status=Subscriber.Status.PENDING).update(confirmation_sent_at=None)
-        _enqueue("send_confirmation", subscriber.pk)
+        jobs.enqueue_on_commit(jobs.SEND_CONFIRMATION, subscriber.pk)
     return "queued"
 
 

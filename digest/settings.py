@@ -9,6 +9,7 @@ A bad value stops start-up with one line naming the variable (manage.py,
 wsgi.py and celery.py turn ImproperlyConfigured into that line).
 """
 
+import calendar
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -254,7 +255,7 @@ OUTBOX_DIR = VAR_DIR / "outbox"
 POSTAL_ADDRESS = env("POSTAL_ADDRESS", "1 Example Street, 10115 Berlin, Germany")
 # Weekly subscribers get the best of the week on this day, at their send hour.
 DIGEST_WEEKLY_DAY = env("DIGEST_WEEKLY_DAY", "monday").lower()
-if DIGEST_WEEKLY_DAY not in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"):
+if DIGEST_WEEKLY_DAY not in (day.lower() for day in calendar.day_name):  # as digest.sending.is_weekly_day
     raise ImproperlyConfigured(f"DIGEST_WEEKLY_DAY must be a day of the week, got {DIGEST_WEEKLY_DAY!r}")
 # Deliveries per Celery task: one SMTP connection and a fixed number of queries each.
 DIGEST_BATCH_SIZE = envint("DIGEST_BATCH_SIZE", "500", minimum=1, maximum=5000)

@@ -1,8 +1,8 @@
-"""Thin Celery doors into digest.services: ids in, one service call."""
+"""Thin Celery doors into the digest services: ids in, one service call."""
 
 from celery import shared_task
 
-from digest import services
+from digest import sending, services
 
 
 @shared_task
@@ -23,8 +23,6 @@ def sweep_confirmations() -> int:
 @shared_task
 def plan_digests() -> dict[str, int]:
     """Beat's hourly planner: plan due digests, release held ones, sweep, fan out."""
-    from digest import sending
-
     report = sending.planner_run()
     return {"planned": report.planned, "waiting": report.waiting, "batches": report.batches, "stuck": report.stuck}
 
@@ -33,7 +31,5 @@ def plan_digests() -> dict[str, int]:
 # another worker, whose claim finds nothing left pending; no email is sent twice.
 @shared_task
 def send_digest_batch(delivery_ids: list[int]) -> dict[str, int | str]:
-    from digest import sending
-
     report = sending.send_batch(delivery_ids)
     return {"claimed": report.claimed, "sent": report.sent, "failed": report.failed, "stopped": report.stopped}

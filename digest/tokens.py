@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core import signing
 from django.utils.crypto import constant_time_compare
 
+from digest.mail import message
 from digest.models import Subscriber
 
 CONFIRM_MAX_AGE = timedelta(days=7)
@@ -72,6 +73,12 @@ def manage_url(subscriber: Subscriber) -> str:
 def unsubscribe_url(subscriber: Subscriber) -> str:
     """The RFC 8058 one-click endpoint (POST unsubscribes; GET shows a button)."""
     return url_for(subscriber, "unsubscribe")
+
+
+def list_unsubscribe(subscriber: Subscriber) -> dict[str, str]:
+    """The List-Unsubscribe headers of every email to ``subscriber`` (digest, manage link)."""
+    token = make_token(subscriber, "unsubscribe")
+    return message.list_unsubscribe(url=f"{settings.SITE_URL}/{PATHS['unsubscribe']}{token}", token=token)
 
 
 def feedback_url(subscriber: Subscriber, *, arxiv_id: str, signal: int) -> str:

@@ -13,8 +13,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from digest.console import action_form
 from papers import services
+from papers.actions import action_form
 from papers.models import Paper, Pin, ScrapeRun
 
 

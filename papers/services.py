@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import mail_admins
@@ -217,7 +218,7 @@ def store_papers(
     rows: list[Paper] = []
     new = updated = 0
     for item in papers:
-        row = Paper(arxiv_id=item.arxiv_id, **_fields_of(item, fallback_day=fallback_day))
+        row = Paper(arxiv_id=item.arxiv_id, **paper_fields(item, fallback_day=fallback_day))
         before = existing.get(item.arxiv_id)
         if before is None:
             new += 1
@@ -254,7 +255,8 @@ def store_papers(
     return new, updated
 
 
-def _fields_of(item: FeedPaper, *, fallback_day: date) -> dict[str, object]:
+def paper_fields(item: FeedPaper, *, fallback_day: date) -> dict[str, object]:
+    """What a feed item sets on its Paper, all but the arXiv id that names the row."""
     return {
         "title": item.title,
         "abstract": item.abstract,
@@ -322,8 +324,7 @@ def papers_hide(*, paper_ids: Iterable[int], hidden: bool) -> int:
 
 def scrape_enqueue(*, day: date) -> None:
     """Queue a scrape of `day` on a worker (what the console's "scrape now" does)."""
-    from papers import tasks
-
     if day > local_today():
         raise CurationError(f"{day} is in the future: there is no list to scrape yet")
-    tasks.scrape_day.delay(day.isoformat())
+    # By name: papers.tasks imports this module, so importing it back would be a loop.
+    current_app.tasks["papers.tasks.scrape_day"].delay(day.isoformat())

@@ -3,9 +3,9 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from browser import browser, page, screenshot  # noqa: F401 - fixtures for tests/e2e and tests/system
+from tests.browser import browser, page, screenshot  # noqa: F401 - fixtures for tests/e2e and tests/system
 from django.core.cache import cache
-from feedserver import FeedServer
+from tests.feedserver import FeedServer
 
 from papers import services as paper_services
 

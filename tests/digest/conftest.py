@@ -25,16 +25,6 @@ def signup(client: Client, django_capture_on_commit_callbacks: Callable) -> Iter
 # --------------------------------------------------------------------------- sending
 
 
-@pytest.fixture(autouse=True)
-def _fresh_editions() -> Iterator[None]:
-    """Editions are cached per process: each test builds its own from its own papers."""
-    from digest.sending import clear_editions
-
-    clear_editions()
-    yield
-    clear_editions()
-
-
 @pytest.fixture
 def fast_sending(settings):
     """No sleeping between SMTP retries, no send-rate pacing."""

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from digest.mail import MessageBuilder, list_unsubscribe
 from digest.rendering import DayRenderer, NaiveRenderer, Reader, inline_css
-from digest.sending import MessageBuilder
 from papers.feed import parse_api_items
 
 HERE = Path(__file__).parent
@@ -211,7 +211,7 @@ def test_it_drops_cards_rather_than_let_gmail_clip_the_email() -> None:
         subject=digest.subject,
         text=digest.text,
         html=digest.html,
-        unsubscribe_url=digest.unsubscribe_url,
+        unsubscribe=list_unsubscribe(url=digest.unsubscribe_url, token="token"),
     )
     assert 10 < len(digest.paper_ids) < 80
     assert len(data) < 100_000

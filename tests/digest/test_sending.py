@@ -500,7 +500,7 @@ def test_mark_stuck_records_journaled_sends_and_flags_the_rest(smtp_server, read
         raise WorkerKilled
 
     with monkeypatch.context() as patch:
-        patch.setattr(sending, "_record", die)
+        patch.setattr("digest.sending.batch.record", die)
         with pytest.raises(WorkerKilled):
             sending.send_batch([ann_id])
     assert len(smtp_server.to(ann.email)) == 1

@@ -105,7 +105,7 @@ def test_it_gives_list_unsubscribe_headers_per_rfc_8058(settings) -> None:
     settings.SITE_URL = "https://digest.example.org"
     settings.UNSUBSCRIBE_MAILTO = "unsubscribe@digest.example.org"
     subscriber = SubscriberFactory()
-    headers = services.list_unsubscribe_headers(subscriber)
+    headers = tokens.list_unsubscribe(subscriber)
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     https, mailto = headers["List-Unsubscribe"].split(", ")
     assert https.startswith("<https://digest.example.org/unsubscribe/") and https.endswith(">")

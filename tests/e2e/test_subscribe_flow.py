@@ -6,7 +6,7 @@ import pytest
 from django.core import mail
 from playwright.sync_api import expect
 
-from digest import services
+from digest import tokens
 from digest.models import Subscriber
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -81,7 +81,7 @@ def test_it_signs_up_confirms_changes_preferences_and_unsubscribes(
     )
 
     # The link a digest carries in its body and its List-Unsubscribe header.
-    unsubscribe = services.list_unsubscribe_headers(subscriber)["List-Unsubscribe"].split(">")[0][1:]
+    unsubscribe = tokens.list_unsubscribe(subscriber)["List-Unsubscribe"].split(">")[0][1:]
     page.goto(unsubscribe)
     expect(page.get_by_role("heading", name="Unsubscribe from Paper Digest?")).to_be_visible()
     assert Subscriber.objects.get().status == Subscriber.Status.ACTIVE  # the GET changed nothing

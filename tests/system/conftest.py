@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import redis
 from django.utils import timezone
-from feedserver import FeedServer
-from smtp import SmtpServer
-from stack import Stack
+from tests.feedserver import FeedServer
+from tests.smtp import SmtpServer
+from tests.system.stack import Stack
 
 POSTGRES = os.environ.get("DATABASE_URL", "")
 REDIS = os.environ.get("REDIS_URL", "")

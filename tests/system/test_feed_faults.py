@@ -12,9 +12,9 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from feedserver import FeedServer
-from smtp import SmtpServer
-from stack import ROOT, Stack, wait_for
+from tests.feedserver import FeedServer
+from tests.smtp import SmtpServer
+from tests.system.stack import ROOT, Stack, wait_for
 
 ALERT_TO = "curators@example.org"  # the stack's ADMINS
 HTML = {"Content-Type": "text/html; charset=utf-8"}

@@ -1,6 +1,6 @@
 """The deployed service, end to end: real processes, PostgreSQL, Redis, SMTP and a browser."""
 
-from stack import Stack, wait_for
+from tests.system.stack import Stack, wait_for
 
 
 def test_beat_scrapes_through_the_worker_into_postgres(stack: Stack) -> None:

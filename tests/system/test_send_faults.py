@@ -20,8 +20,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from django.utils import timezone
-from smtp import SmtpServer
-from stack import Stack, free_port, wait_for
+from tests.smtp import SmtpServer
+from tests.system.stack import Stack, free_port, wait_for
 
 SUBSCRIBERS = 30
 FAST = {

@@ -5,8 +5,8 @@ import re
 
 import httpx
 from playwright.sync_api import expect
-from smtp import Received, SmtpServer
-from stack import Stack, wait_for
+from tests.smtp import Received, SmtpServer
+from tests.system.stack import Stack, wait_for
 
 PEOPLE = {
     # address: topics typed into the form

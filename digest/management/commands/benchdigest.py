@@ -1,7 +1,8 @@
 """Measure the digest pipeline end to end: plan, rank, render, send, record.
 
 Runs in a throwaway database next to the configured one (``bench_<pid>`` on
-PostgreSQL, a file under var/ on SQLite), with real fixture papers, synthetic
+PostgreSQL, a file under var/ on SQLite), with the 412 real papers of November 2025
+(shipped in digest/bench/), synthetic
 subscribers whose topics come from those papers' keywords, and SMTP to a local sink on
 127.0.0.1 in its own process. Then the same pipeline with naive per-email premailer
 inlining, for the ratio. Prints its figures; asserts nothing about speed.
@@ -9,6 +10,7 @@ inlining, for the ratio. Prints its figures; asserts nothing about speed.
 
 from __future__ import annotations
 
+import gzip
 import json
 import multiprocessing
 import os
@@ -16,7 +18,7 @@ import random
 import resource
 import time
 from datetime import date, timedelta
-from pathlib import Path
+from importlib import resources
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -25,16 +27,16 @@ from django.test.utils import override_settings
 from django.utils import timezone
 
 from digest import sending
+from digest.bench.sink import Sink
+from digest.mail import Mailer
 from digest.models import Delivery, Subscriber
 from digest.rendering import NaiveRenderer
-from digest.smtpsink import Sink
 from papers.feed import FeedError, parse_api_items
 from papers.models import Paper, ScrapeRun
-from papers.services import _fields_of
+from papers.services import paper_fields
 
 DAY = date(2025, 11, 8)  # the digest date; its papers are those of the 7th
-MONTH = Path(settings.BASE_DIR) / "tests" / "fixtures" / "hf" / "api" / "daily_papers_month-2025-11.json"
-SAMPLE = Path(settings.BASE_DIR) / "papers" / "sample" / "daily_papers_2025-11-07.json"
+MONTH = resources.files("digest.bench") / "daily_papers_month-2025-11.json.gz"
 COMMON_TOPICS = [
     "large language models", "diffusion", "reinforcement learning", "speculative decoding", "agents",
     "vision language models", "mixture of experts", "retrieval augmented generation", "video generation",
@@ -42,13 +44,13 @@ COMMON_TOPICS = [
 ]  # fmt: skip
 
 
-def _send_share(batches: list[list[int]], results) -> None:
+def _send_share(batches: list[list[int]], cache: sending.Editions, results) -> None:
     timings: dict[str, float] = {}
     total = sending.BatchReport()
     try:
-        with sending.Mailer() as mailer:
+        with Mailer() as mailer:
             for batch in batches:
-                total.add(sending.send_batch(batch, mailer=mailer, timings=timings))
+                total.add(sending.send_batch(batch, mailer=mailer, timings=timings, cache=cache))
     finally:
         connection.close()
         results.put((timings, total))
@@ -82,13 +84,12 @@ class Command(BaseCommand):
         if options["subscribers"] < 1 or options["papers"] < 1 or options["processes"] < 1:
             raise CommandError("--subscribers, --papers and --processes must be at least 1")
         self.processes = options["processes"]
-        source = MONTH if MONTH.exists() else SAMPLE
         try:
-            items = parse_api_items(json.loads(source.read_text()))
+            items = parse_api_items(json.loads(gzip.decompress(MONTH.read_bytes())))
         except (OSError, ValueError, FeedError) as exc:
-            raise CommandError(f"cannot read the fixture papers in {source}: {exc}") from None
+            raise CommandError(f"cannot read the benchmark's papers in {MONTH}: {exc}") from None
         if options["papers"] > len(items):
-            raise CommandError(f"--papers may be at most {len(items)} (the papers in {source.name})")
+            raise CommandError(f"--papers may be at most {len(items)} (the papers in {MONTH.name})")
         old_name = connection.settings_dict["NAME"]
         test = connection.settings_dict.setdefault("TEST", {})
         test["NAME"] = (
@@ -121,7 +122,7 @@ class Command(BaseCommand):
             if item.arxiv_id in seen:
                 continue
             seen.add(item.arxiv_id)
-            fields = {**_fields_of(item, fallback_day=DAY), "arxiv_id": item.arxiv_id}
+            fields = {**paper_fields(item, fallback_day=DAY), "arxiv_id": item.arxiv_id}
             fields["featured_on"] = DAY - timedelta(days=1) if n < count else DAY - timedelta(days=2 + n % 25)
             papers.append(Paper(**fields))
         Paper.objects.bulk_create(papers, batch_size=500)
@@ -164,27 +165,31 @@ class Command(BaseCommand):
 
     # ----------------------------------------------------------------- runs
 
-    def send_all(self, ids: list[int], batch_size: int, timings: dict[str, float]) -> sending.BatchReport:
+    def send_all(
+        self, ids: list[int], batch_size: int, timings: dict[str, float], cache: sending.Editions
+    ) -> sending.BatchReport:
         batches = [ids[start : start + batch_size] for start in range(0, len(ids), batch_size)]
         if self.processes > 1:
-            return self.send_in_processes(batches, timings)
+            return self.send_in_processes(batches, timings, cache)
         total = sending.BatchReport()
         rss = []
-        with sending.Mailer() as mailer:
+        with Mailer() as mailer:
             for batch in batches:
-                total.add(sending.send_batch(batch, mailer=mailer, timings=timings))
+                total.add(sending.send_batch(batch, mailer=mailer, timings=timings, cache=cache))
                 rss.append(_rss_mb())
         self.rss_track = rss
         return total
 
-    def send_in_processes(self, batches: list[list[int]], timings: dict[str, float]) -> sending.BatchReport:
+    def send_in_processes(
+        self, batches: list[list[int]], timings: dict[str, float], cache: sending.Editions
+    ) -> sending.BatchReport:
         """Like workers with --concurrency N: forked processes, each with its own database
         and SMTP connections, take every Nth batch. They inherit the day's edition."""
         context = multiprocessing.get_context("fork")
         results = context.Queue()
         connection.close()  # each child opens its own
         children = [
-            context.Process(target=_send_share, args=(batches[k :: self.processes], results), daemon=True)
+            context.Process(target=_send_share, args=(batches[k :: self.processes], cache, results), daemon=True)
             for k in range(self.processes)
         ]
         for child in children:
@@ -211,21 +216,21 @@ class Command(BaseCommand):
             f" {self.processes} sending process(es)"
         )
         fast_ids = self.make_subscribers(n, papers, rng, prefix="fast")
-        sending.clear_editions()
+        cache = sending.Editions()
 
         timings: dict[str, float] = {}
         wall0, cpu0 = time.perf_counter(), _cpu_seconds()
         plan = sending.plan_date(DAY, subscriber_ids=fast_ids)
         timings["plan"] = time.perf_counter() - wall0
         t = time.perf_counter()
-        sending.edition(DAY)
+        cache.get(DAY)
         timings["prepare"] = time.perf_counter() - t
         pending = list(
             Delivery.objects.filter(digest_date=DAY, status=Delivery.Status.PENDING)
             .order_by("pk")
             .values_list("pk", flat=True)
         )
-        report = self.send_all(pending, batch_size, timings)
+        report = self.send_all(pending, batch_size, timings, cache)
         wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
         if sink.messages != report.sent:
             raise CommandError(f"the sink received {sink.messages} messages but {report.sent} were recorded sent")
@@ -254,8 +259,7 @@ class Command(BaseCommand):
         if k < 1:
             return
         naive_ids = self.make_subscribers(k, papers, rng, prefix="naive")
-        ed = sending.edition(DAY)
-        ed.renderer = NaiveRenderer(day=DAY, papers=list(ed.papers.values()))
+        naive_cache = sending.Editions(renderer=NaiveRenderer)
         before = sink.messages
         naive_timings: dict[str, float] = {}
         wall0 = time.perf_counter()
@@ -265,7 +269,7 @@ class Command(BaseCommand):
             .order_by("pk")
             .values_list("pk", flat=True)
         )
-        naive = self.send_all(pending, batch_size, naive_timings)
+        naive = self.send_all(pending, batch_size, naive_timings, naive_cache)
         naive_wall = time.perf_counter() - wall0
         naive_rate = naive.sent / naive_wall if naive.sent else 0.0
         self.stdout.write("")

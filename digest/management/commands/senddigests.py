@@ -13,6 +13,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from digest import sending
+from digest.mail import Mailer
 from digest.models import Delivery, Subscriber
 
 
@@ -148,7 +149,7 @@ class Command(BaseCommand):
         )
         progress = Progress(len(ids), sys.stderr)
         total = sending.BatchReport()
-        with sending.Mailer() as mailer:
+        with Mailer() as mailer:
             for start in range(0, len(ids), settings.DIGEST_BATCH_SIZE):
                 batch = ids[start : start + settings.DIGEST_BATCH_SIZE]
                 report = sending.send_batch(batch, mailer=mailer, progress=progress)

@@ -1,4 +1,4 @@
-"""One way to build an email: three templates, CSS inlined, always a plain-text part."""
+"""A one-off email from three templates: subject, text and HTML, CSS inlined, always a plain-text part."""
 
 import logging
 from collections.abc import Mapping

@@ -1,0 +1,200 @@
+"""How message bytes leave: the Transport protocol, SMTP and the outbox behind it, and the Mailer.
+
+A transport sends one message or raises one of four errors, which is all the sending
+engine needs to decide what happens to a delivery: sent, retry later (temporary), hard
+bounce (permanent), or maybe-sent (unknown: never resent blindly).
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn, Protocol
+
+from django.conf import settings
+
+from digest.mail.outbox import write_eml
+
+
+class TemporaryError(Exception):
+    """Try again later: SMTP 4xx, a dropped connection, a relay that does not answer."""
+
+
+class RelayDown(TemporaryError):
+    """The relay cannot be reached at all: no point trying the rest of the batch."""
+
+
+class UnknownOutcome(Exception):
+    """The relay went away after the whole message and before its answer: it may have
+    taken it. Never retried (that could send it twice); the row is marked stuck."""
+
+
+class PermanentError(Exception):
+    """SMTP 5xx for this recipient or message: a hard bounce."""
+
+
+class Transport(Protocol):
+    def send(self, sender: str, to: str, data: bytes) -> None:
+        """Hand over one message, or raise TemporaryError, PermanentError or UnknownOutcome."""
+
+    def close(self) -> None:
+        """Release the connection, if any; a later send opens a new one."""
+
+
+class SmtpTransport:
+    """One reused SMTP connection to EMAIL_HOST, reopened when the relay drops it."""
+
+    def __init__(self) -> None:
+        self.connection: smtplib.SMTP | None = None
+
+    def open(self) -> smtplib.SMTP:
+        if self.connection is None:
+            try:
+                connection = smtplib.SMTP(settings.EMAIL_HOST, settings.EMAIL_PORT, timeout=settings.EMAIL_TIMEOUT)
+                if settings.EMAIL_USE_TLS:
+                    connection.starttls(context=ssl.create_default_context())
+                if settings.EMAIL_HOST_USER:
+                    connection.login(settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD)
+            except (OSError, smtplib.SMTPException) as exc:
+                raise RelayDown(f"cannot connect to {settings.EMAIL_HOST}:{settings.EMAIL_PORT}: {exc}") from exc
+            self.connection = connection
+        return self.connection
+
+    def close(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.quit()
+            except (OSError, smtplib.SMTPException):
+                self.connection.close()
+            self.connection = None
+
+    def send(self, sender: str, to: str, data: bytes) -> None:
+        smtp = self.open()
+        try:
+            self._sendmail(smtp, sender, to, data)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reply = exc.recipients.get(to, (450, b"refused"))
+            self._raise(code, reply)
+        except (smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as exc:
+            self._raise(exc.smtp_code, exc.smtp_error)
+        except smtplib.SMTPResponseException as exc:
+            self._drop()
+            self._raise(exc.smtp_code, exc.smtp_error)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            raise TemporaryError(f"connection lost: {exc}") from exc
+
+    def _sendmail(self, smtp: smtplib.SMTP, sender: str, to: str, data: bytes) -> None:
+        """smtplib's sendmail for one recipient, without its regex passes over the body:
+        MessageBuilder's bytes already end lines in CRLF, so only dot-stuffing is left (a C
+        replace). Every refusal raises, so there is no refused-recipients dict to check."""
+        smtp.ehlo_or_helo_if_needed()
+        code, reply = smtp.mail(sender)
+        if code != 250:
+            smtp.rset()
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
+        code, reply = smtp.rcpt(to)
+        if code not in (250, 251):
+            smtp.rset()
+            raise smtplib.SMTPRecipientsRefused({to: (code, reply)})
+        code, reply = smtp.docmd("data")
+        if code != 354:
+            smtp.rset()
+            raise smtplib.SMTPDataError(code, reply)
+        body = data.replace(b"\r\n.", b"\r\n..")
+        if body.startswith(b"."):
+            body = b"." + body
+        smtp.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+        try:
+            code, reply = smtp.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            raise UnknownOutcome(f"the relay hung up after the whole message, before answering: {exc}") from exc
+        if code != 250:
+            smtp.rset()
+            raise smtplib.SMTPDataError(code, reply)
+
+    def _drop(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    def _raise(self, code: int, reply: bytes | str) -> NoReturn:
+        text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+        message = f"{code} {text}".strip()
+        if 500 <= code < 600:
+            # After a 5xx the relay may have reset the transaction; RSET keeps the session usable.
+            try:
+                if self.connection is not None:
+                    self.connection.rset()
+            except (OSError, smtplib.SMTPException):
+                self._drop()
+            raise PermanentError(message)
+        raise TemporaryError(message)
+
+
+class OutboxTransport:
+    """No EMAIL_HOST: each digest becomes an .eml file in OUTBOX_DIR, like every other email."""
+
+    def __init__(self, outbox: Path | None = None) -> None:
+        self.outbox = Path(outbox or settings.OUTBOX_DIR)
+
+    def send(self, sender: str, to: str, data: bytes) -> None:
+        write_eml(self.outbox, data)
+
+    def close(self) -> None:
+        pass
+
+
+def transport() -> Transport:
+    """The configured transport: SMTP to EMAIL_HOST, else the outbox."""
+    return SmtpTransport() if settings.EMAIL_HOST else OutboxTransport()
+
+
+class Mailer:
+    """Sends messages one by one over one transport: rate limit and 4xx retries with backoff."""
+
+    def __init__(self, via: Transport | None = None, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.via = via or transport()
+        self.sleep = sleep
+        self.rate = settings.DIGEST_SEND_RATE
+        self._next_at = 0.0
+
+    def __enter__(self) -> Mailer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.via.close()
+
+    def _pace(self) -> None:
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        if self._next_at > now:
+            self.sleep(self._next_at - now)
+        self._next_at = max(now, self._next_at) + 1.0 / self.rate
+
+    def send(self, sender: str, to: str, data: bytes, *, before: Callable[[], None] | None = None) -> None:
+        """Deliver or raise PermanentError / TemporaryError (the last one, after the retries)
+        / UnknownOutcome.
+
+        ``before`` runs just before each SMTP conversation, after any pacing wait.
+        """
+        tries = settings.DIGEST_SMTP_RETRIES
+        for attempt in range(tries):
+            self._pace()
+            if before:
+                before()
+            try:
+                self.via.send(sender, to, data)
+                return
+            except TemporaryError:
+                if attempt + 1 >= tries:
+                    raise
+                self.sleep(settings.DIGEST_RETRY_BACKOFF * (2**attempt))

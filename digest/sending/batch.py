@@ -1,0 +1,236 @@
+"""Send one batch: claim its rows, rank, render, send over one connection, record every outcome."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from digest import tokens
+from digest.mail import Mailer, MessageBuilder, PermanentError, RelayDown, TemporaryError, UnknownOutcome
+from digest.models import Delivery, SentPaper, Subscriber, Suppression, email_hash
+from digest.ranking import RankedItem
+from digest.sending.editions import Edition, Editions, compose, editions, rank
+from digest.sending.outcomes import alert_stuck, apply_sent, ledger_rows, note_sent, note_try, record
+from digest.sending.pause import pause_sending, sending_paused
+
+
+@dataclass
+class BatchReport:
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    bounced: int = 0
+    skipped: int = 0
+    retry: int = 0  # back to pending for a later run
+    stuck: int = 0  # the relay's answer was lost: maybe sent, reported, never resent
+    stopped: str = ""
+
+    def add(self, other: BatchReport) -> None:
+        for name in ("claimed", "sent", "failed", "bounced", "skipped", "retry", "stuck"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.stopped = self.stopped or other.stopped
+
+
+def claim(ids: Sequence[int], *, by: str) -> list[Delivery]:
+    """Atomically take the pending rows among ``ids``: pending -> sending, stamped with ``by``.
+
+    One conditional UPDATE: a row another claimer took first no longer matches
+    ``status = pending`` (PostgreSQL re-checks the condition after waiting on its lock),
+    so each row is claimed by exactly one batch.
+    """
+    now = timezone.now()
+    Delivery.objects.filter(pk__in=list(ids), status=Delivery.Status.PENDING).update(
+        status=Delivery.Status.SENDING, claimed_at=now, claimed_by=by
+    )
+    return list(
+        Delivery.objects.filter(pk__in=list(ids), status=Delivery.Status.SENDING, claimed_by=by)
+        .select_related("subscriber")
+        .order_by("digest_date", "subscriber__frequency", "pk")
+    )
+
+
+def send_batch(
+    ids: Sequence[int],
+    *,
+    mailer: Mailer | None = None,
+    progress: Callable[[int], None] | None = None,
+    timings: dict[str, float] | None = None,
+    cache: Editions = editions,
+) -> BatchReport:
+    """Claim, rank, render, send and record one batch; see the package's docstring.
+
+    ``timings``, when given, accumulates seconds per stage (benchdigest reads them);
+    ``cache`` is where the batch finds its editions (the process's own by default).
+    """
+    report = BatchReport()
+    if sending_paused():
+        report.stopped = "sending is paused"
+        return report
+    timer = _Timer(timings)
+    by = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
+    with timer("record"):
+        deliveries = claim(ids, by=by)
+    report.claimed = len(deliveries)
+    if not deliveries:
+        return report
+    batch = _Batch(deliveries, report, mailer=mailer, progress=progress, timer=timer, cache=cache)
+    try:
+        batch.run()
+    finally:
+        batch.close()
+        # Rows never tried (an error stopped the loop) were not sent: back to pending.
+        for delivery in deliveries:
+            if delivery.status == Delivery.Status.SENDING:
+                delivery.status, delivery.error = Delivery.Status.PENDING, report.stopped or "batch interrupted"
+                report.retry += 1
+        with timer("record"):
+            record(deliveries, batch.ledger, batch.bounced_ids)
+    if report.stuck:
+        alert_stuck(
+            report.stuck,
+            why=f"The SMTP relay hung up after {report.stuck} whole messages without answering.",
+        )
+    return report
+
+
+class _Timer:
+    """Seconds per stage into a dict, or nothing at all."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.stage = ""
+        self.started = 0.0
+
+    def __call__(self, stage: str) -> _Timer:
+        self.stage = stage
+        return self
+
+    def __enter__(self) -> None:
+        if self.timings is not None:
+            self.started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.timings is not None:
+            self.timings[self.stage] = self.timings.get(self.stage, 0.0) + time.perf_counter() - self.started
+
+
+class _Batch:
+    """One claimed batch on its way out; outcomes are set on the Delivery objects."""
+
+    def __init__(
+        self,
+        deliveries: list[Delivery],
+        report: BatchReport,
+        *,
+        mailer: Mailer | None,
+        progress: Callable[[int], None] | None,
+        timer: _Timer,
+        cache: Editions,
+    ) -> None:
+        self.timer = timer
+        self.cache = cache
+        self.deliveries = deliveries
+        self.report = report
+        self.own_mailer = mailer is None
+        self.mailer = mailer or Mailer()
+        self.progress = progress
+        self.builder = MessageBuilder()
+        self.ledger: list[SentPaper] = []
+        self.bounced_ids: list[int] = []
+        self.consecutive = 0
+        self.suppressed = set(
+            Suppression.objects.filter(email_hash__in=[email_hash(d.subscriber.email) for d in deliveries]).values_list(
+                "email_hash", flat=True
+            )
+        )
+
+    def close(self) -> None:
+        if self.own_mailer:
+            self.mailer.close()
+
+    def run(self) -> None:
+        groups = itertools.groupby(
+            self.deliveries, key=lambda d: (d.digest_date, d.subscriber.frequency == Subscriber.Frequency.WEEKLY)
+        )
+        for (digest_date, weekly), group in groups:
+            group = list(group)
+            with self.timer("rank"):
+                ed = self.cache.get(digest_date, weekly=weekly)
+                ranked = rank(ed, [d.subscriber for d in group])
+            for delivery in group:
+                if self.report.stopped:
+                    return
+                self.one(ed, delivery, ranked.get(delivery.subscriber_id, []))
+                if self.progress:
+                    self.progress(1)
+
+    def one(self, ed: Edition, delivery: Delivery, picks: list[RankedItem]) -> None:
+        subscriber, report = delivery.subscriber, self.report
+        if email_hash(subscriber.email) in self.suppressed or not subscriber.is_active:
+            delivery.status, delivery.error = Delivery.Status.SKIPPED, "address suppressed or inactive"
+            report.skipped += 1
+            return
+        if not picks:
+            delivery.status, delivery.error = Delivery.Status.SKIPPED, "nothing new to send"
+            report.skipped += 1
+            return
+        with self.timer("render"):
+            digest = compose(ed, subscriber, picks)
+            message_id, data = self.builder.build(
+                to=subscriber.email,
+                subject=digest.subject,
+                text=digest.text,
+                html=digest.html,
+                unsubscribe=tokens.list_unsubscribe(subscriber),
+                message_id=f"<digest.{delivery.pk}.{ed.digest_date:%Y%m%d}@{self.builder.domain}>",
+                feedback_id=f"digest-{ed.digest_date:%Y%m%d}",
+            )
+        delivery.attempts += 1  # counted only when the relay is really asked
+        try:
+            with self.timer("send"):
+                self.mailer.send(
+                    self.builder.envelope_from, subscriber.email, data, before=lambda: note_try(delivery.pk)
+                )
+        except UnknownOutcome as exc:
+            delivery.status, delivery.error = Delivery.Status.STUCK, str(exc)[:1000]
+            report.stuck += 1
+            self._error(delivery, stop=False)
+        except PermanentError as exc:
+            delivery.status, delivery.error = Delivery.Status.BOUNCED, str(exc)[:1000]
+            self.bounced_ids.append(subscriber.pk)
+            report.bounced += 1
+            self._error(delivery, stop=False)
+        except TemporaryError as exc:
+            final = delivery.attempts >= settings.DIGEST_MAX_ATTEMPTS
+            delivery.status = Delivery.Status.FAILED if final else Delivery.Status.PENDING
+            delivery.error = str(exc)[:1000]
+            report.failed += final
+            report.retry += not final
+            self._error(delivery, stop=isinstance(exc, RelayDown))
+        else:
+            reasons = {p.paper_id: p.reason for p in picks}
+            outcome = {
+                "sent_at": timezone.now().isoformat(),
+                "message_id": message_id,
+                "papers": [{"arxiv_id": ed.papers[pid].arxiv_id, "reason": reasons[pid]} for pid in digest.paper_ids],
+                "paper_ids": list(digest.paper_ids),
+            }
+            with self.timer("send"):
+                note_sent(delivery.pk, outcome)
+            apply_sent(delivery, outcome)
+            self.ledger.extend(ledger_rows(delivery, outcome["paper_ids"]))
+            report.sent += 1
+            self.consecutive = 0
+
+    def _error(self, delivery: Delivery, *, stop: bool) -> None:
+        self.consecutive += 1
+        if stop or self.consecutive >= settings.DIGEST_MAX_CONSECUTIVE_ERRORS:
+            self.report.stopped = f"{self.consecutive} errors in a row, the last: {delivery.error}"
+            pause_sending(self.report.stopped)

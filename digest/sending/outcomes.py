@@ -1,0 +1,208 @@
+"""What happened to each delivery: the journal of SMTP attempts, recorded outcomes, bounces, stuck rows.
+
+Each message is noted in the shared cache twice: a "try" mark just before its SMTP
+conversation and a "sent" mark with its outcome just after. The database row is written
+later, once per batch. When a worker dies in between, :func:`mark_stuck` reads the
+journal: sent messages are recorded as sent, rows never tried go back to pending, and
+only a row caught mid-conversation is truly unknown and marked stuck (never resent
+blindly: exactly once beats at least once for email).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from digest.models import Delivery, SentPaper, Subscriber, Suppression, email_hash
+from papers.services import alert_curators
+
+logger = logging.getLogger(__name__)
+
+JOURNAL_KEY = "digest:sent:{}"
+TRY_KEY = "digest:try:{}"
+JOURNAL_SECONDS = 3 * 86_400
+OUTCOME_FIELDS = ["status", "error", "sent_at", "message_id", "papers", "attempts"]
+
+
+def _journal(key: str, value: object) -> None:
+    try:
+        cache.set(key, value, timeout=JOURNAL_SECONDS)
+    except Exception:  # the journal only narrows what a crash leaves stuck; never fail a send over it
+        logger.warning("could not write %s to the journal", key, exc_info=True)
+
+
+def note_try(delivery_id: int) -> None:
+    """Just before the SMTP conversation: from here on, a crash leaves the outcome unknown."""
+    _journal(TRY_KEY.format(delivery_id), 1)
+
+
+def note_sent(delivery_id: int, outcome: dict) -> None:
+    """Just after the relay took the message: a crash now still records it as sent."""
+    _journal(JOURNAL_KEY.format(delivery_id), outcome)
+
+
+def apply_sent(delivery: Delivery, outcome: dict) -> None:
+    delivery.status, delivery.error = Delivery.Status.SENT, ""
+    delivery.sent_at = datetime.fromisoformat(outcome["sent_at"])
+    delivery.message_id = outcome["message_id"]
+    delivery.papers = outcome["papers"]
+
+
+def ledger_rows(delivery: Delivery, paper_ids: Sequence[int]) -> Iterator[SentPaper]:
+    for paper_id in paper_ids:
+        yield SentPaper(
+            subscriber_id=delivery.subscriber_id, paper_id=paper_id, delivery=delivery, sent_on=delivery.digest_date
+        )
+
+
+def record(done: Sequence[Delivery], ledger: list[SentPaper], bounced_ids: list[int]) -> None:
+    """Write a batch's outcomes: a fixed number of queries whatever the batch's size.
+
+    A dropped database connection is retried on a fresh one: the messages have left,
+    and a row left "sending" would be reported stuck.
+    """
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                if done:
+                    _update_outcomes(done)
+                if ledger:
+                    SentPaper.objects.bulk_create(ledger, ignore_conflicts=True)
+                if bounced_ids:
+                    _note_bounces(bounced_ids)
+            return
+        except (OperationalError, InterfaceError):
+            if attempt == 2:
+                raise
+            logger.warning("lost the database while recording a batch; retrying", exc_info=True)
+            connection.close()
+            time.sleep(1 + attempt)
+
+
+def _update_outcomes(done: Sequence[Delivery]) -> None:
+    """One UPDATE for the whole batch. Django's bulk_update writes a CASE per column with a
+    branch per row, which PostgreSQL evaluates in quadratic time; there, the rows go in as
+    arrays joined by id instead."""
+    if connection.vendor != "postgresql":
+        Delivery.objects.bulk_update(done, OUTCOME_FIELDS)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE digest_delivery AS d
+               SET status = v.status, error = v.error, sent_at = v.sent_at,
+                   message_id = v.message_id, papers = v.papers::jsonb, attempts = v.attempts
+              FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[],
+                          %s::int[])
+                   AS v(id, status, error, sent_at, message_id, papers, attempts)
+             WHERE d.id = v.id
+            """,
+            [
+                [d.pk for d in done],
+                [d.status for d in done],
+                [d.error for d in done],
+                [d.sent_at for d in done],
+                [d.message_id for d in done],
+                [json.dumps(d.papers) for d in done],
+                [d.attempts for d in done],
+            ],
+        )
+
+
+def _note_bounces(subscriber_ids: list[int]) -> None:
+    Subscriber.objects.filter(pk__in=subscriber_ids).update(bounce_count=F("bounce_count") + 1)
+    over = list(
+        Subscriber.objects.filter(pk__in=subscriber_ids, bounce_count__gte=settings.DIGEST_BOUNCE_LIMIT).values_list(
+            "pk", "email"
+        )
+    )
+    if not over:
+        return
+    Suppression.objects.bulk_create(
+        [Suppression(email_hash=email_hash(addr), reason=Suppression.Reason.BOUNCED) for _, addr in over],
+        ignore_conflicts=True,
+    )
+    now = timezone.now()
+    Subscriber.objects.filter(pk__in=[pk for pk, _ in over]).update(
+        status=Subscriber.Status.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now
+    )
+    Delivery.objects.filter(
+        subscriber_id__in=[pk for pk, _ in over], status__in=[Delivery.Status.PENDING, Delivery.Status.WAITING]
+    ).update(status=Delivery.Status.SKIPPED, error="address suppressed after repeated hard bounces")
+    logger.warning("suppressed %s addresses after repeated hard bounces", len(over))
+
+
+def alert_stuck(count: int, *, why: str) -> None:
+    """Tell curators that ``count`` digests may or may not have left, and what to do."""
+    alert_curators(
+        subject=f"{count} digests stuck",
+        body=(
+            f"{why} They may have been delivered, so they are not resent automatically. Check the SMTP"
+            " relay's log for their Message-IDs (<digest.<delivery id>.<date>@...>) and retry them from"
+            " the console's Deliveries page if they never left."
+        ),
+    )
+
+
+def mark_stuck(*, now: datetime | None = None) -> int:
+    """Rows left "sending" by a dead worker.
+
+    Those whose message the journal says left are recorded as sent; those the worker
+    never began to send go back to pending; the rest may or may not have left (the
+    worker died mid-conversation), so they are marked stuck and reported, never resent
+    blindly.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.DIGEST_STUCK_AFTER)
+    candidates = list(Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_at__lt=cutoff))
+    if not candidates:
+        return 0
+    journal = cache.get_many([JOURNAL_KEY.format(d.pk) for d in candidates])
+    recovered, ledger = [], []
+    for delivery in candidates:
+        outcome = journal.get(JOURNAL_KEY.format(delivery.pk))
+        if outcome:
+            apply_sent(delivery, outcome)
+            recovered.append(delivery)
+            ledger.extend(ledger_rows(delivery, outcome["paper_ids"]))
+    with transaction.atomic():
+        for delivery in recovered:
+            Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENDING).update(
+                status=delivery.status,
+                error="",
+                sent_at=delivery.sent_at,
+                message_id=delivery.message_id,
+                papers=delivery.papers,
+            )
+        SentPaper.objects.bulk_create(ledger, ignore_conflicts=True)
+    unknown = [d.pk for d in candidates if d not in recovered]
+    tried = cache.get_many([TRY_KEY.format(pk) for pk in unknown])
+    untried = [pk for pk in unknown if TRY_KEY.format(pk) not in tried]
+    Delivery.objects.filter(pk__in=untried, status=Delivery.Status.SENDING).update(
+        status=Delivery.Status.PENDING, error="its worker died before trying to send it"
+    )
+    stuck_ids = [pk for pk in unknown if TRY_KEY.format(pk) in tried]
+    count = Delivery.objects.filter(pk__in=stuck_ids, status=Delivery.Status.SENDING).update(
+        status=Delivery.Status.STUCK,
+        error="the worker sending it stopped before recording the outcome; it may or may not have been sent",
+    )
+    if recovered:
+        logger.warning("recorded %s digests a dead worker had sent (from the journal)", len(recovered))
+    if count:
+        alert_stuck(
+            count,
+            why=(
+                f"{count} deliveries were claimed by a worker that never recorded their outcome (killed or"
+                " lost its database)."
+            ),
+        )
+    return count
