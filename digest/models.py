@@ -50,6 +50,13 @@ class Subscriber(models.Model):
     bounce_count = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     confirmation_sent_at = models.DateTimeField(null=True, blank=True)
+    # One-off emails are claimed, sent and recorded exactly once (services.OneOff).
+    confirmation_claimed_at = models.DateTimeField(null=True, blank=True)
+    confirmation_attempts = models.PositiveSmallIntegerField(default=0)
+    manage_link_requested_at = models.DateTimeField(null=True, blank=True)
+    manage_link_claimed_at = models.DateTimeField(null=True, blank=True)
+    manage_link_attempts = models.PositiveSmallIntegerField(default=0)
+    manage_link_sent_at = models.DateTimeField(null=True, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     paused_at = models.DateTimeField(null=True, blank=True)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)

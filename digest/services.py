@@ -9,13 +9,16 @@ and a periodic sweep sends any confirmation whose enqueue was lost.
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache
+from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from digest import jobs, roles, tokens
@@ -91,6 +94,7 @@ def subscriber_subscribe(
             if subscriber.status in (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED):
                 # Someone may be typing another person's address: change nothing, just send
                 # the owner a link to their preferences.
+                Subscriber.objects.filter(pk=subscriber.pk).update(manage_link_requested_at=timezone.now())
                 jobs.enqueue_on_commit(jobs.SEND_MANAGE_LINK, subscriber.pk)
                 return "manage"
             # Pending or unsubscribed: the newest signup is what the confirmation confirms.
@@ -98,6 +102,8 @@ def subscriber_subscribe(
                 setattr(subscriber, name, value)
             subscriber.status = Subscriber.Status.PENDING
             subscriber.confirmation_sent_at = None
+            subscriber.confirmation_claimed_at = None
+            subscriber.confirmation_attempts = 0
             subscriber.save()
         ConsentRecord.objects.create(
             subscriber=subscriber, ip=ip, user_agent=user_agent[:500], form_version=form_version
@@ -190,20 +196,80 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
         subscriber.delete()
 
 
-def confirmation_send(*, subscriber_id: int) -> bool:
-    """Send the pending confirmation once: the row is claimed by a conditional update, so
-    the task and the sweep never both send it. A failed send unclaims it for the sweep."""
+# --- one-off emails: claim, attempt, record ------------------------------------------
+#
+# A confirmation or a manage link is claimed by one conditional UPDATE before it is sent
+# and recorded after, like a digest: the task, a redelivered task and the sweep never
+# both send it. A failed send unclaims it for the sweep. A claim that is never recorded
+# (the worker died inside the SMTP conversation) is unknown: after DIGEST_STUCK_AFTER
+# the sweep claims it again, once, since a second confirmation is harmless and a
+# missing one loses the person.
+UNKNOWN_RETRIES = 1
+
+
+@dataclass(frozen=True)
+class OneOff:
+    """Where a kind of one-off email keeps its state on the subscriber's row."""
+
+    name: str
+    waiting: Q  # subscribers who should get one
+    claimed_at: str
+    attempts: str  # claims made and not recorded yet (unknown outcomes included)
+    sent_at: str
+
+
+CONFIRMATION = OneOff(
+    name="confirmation",
+    waiting=Q(status=Subscriber.Status.PENDING, confirmation_sent_at__isnull=True),
+    claimed_at="confirmation_claimed_at",
+    attempts="confirmation_attempts",
+    sent_at="confirmation_sent_at",
+)
+MANAGE_LINK = OneOff(
+    name="manage link",
+    # Never sent, or asked for again (a new signup of the address) since the last one.
+    waiting=Q(status__in=[Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED])
+    & (Q(manage_link_sent_at__isnull=True) | Q(manage_link_requested_at__gt=F("manage_link_sent_at"))),
+    claimed_at="manage_link_claimed_at",
+    attempts="manage_link_attempts",
+    sent_at="manage_link_sent_at",
+)
+
+
+def _claimable(kind: OneOff, now: datetime) -> Q:
+    stale = now - timedelta(seconds=settings.DIGEST_STUCK_AFTER)
+    unclaimed = Q(**{f"{kind.claimed_at}__isnull": True})
+    unknown = Q(**{f"{kind.claimed_at}__lt": stale, f"{kind.attempts}__lte": UNKNOWN_RETRIES})
+    return kind.waiting & (unclaimed | unknown)
+
+
+def _send_once(kind: OneOff, subscriber_id: int, build: Callable[[Subscriber], EmailMessage | None]) -> bool:
+    """Claim, send and record one email of ``kind``; False when there was none to send."""
     now = timezone.now()
-    claimed = Subscriber.objects.filter(
-        pk=subscriber_id, status=Subscriber.Status.PENDING, confirmation_sent_at__isnull=True
-    ).update(confirmation_sent_at=now)
+    claimed = (
+        Subscriber.objects.filter(_claimable(kind, now), pk=subscriber_id)
+        .order_by()
+        .update(**{kind.claimed_at: now, kind.attempts: F(kind.attempts) + 1})
+    )
     if not claimed:
         return False
-    subscriber = Subscriber.objects.get(pk=subscriber_id)
+    mine = Subscriber.objects.filter(pk=subscriber_id, **{kind.claimed_at: now})
+    message = build(Subscriber.objects.get(pk=subscriber_id))
+    if message is not None:
+        try:
+            message.send()
+        except Exception:
+            mine.update(**{kind.claimed_at: None, kind.attempts: F(kind.attempts) - 1})
+            raise
+    mine.update(**{kind.claimed_at: None, kind.attempts: 0, kind.sent_at: timezone.now()})
+    return message is not None
+
+
+def _confirmation(subscriber: Subscriber) -> EmailMessage | None:
     consent = subscriber.consents.filter(confirmed_at__isnull=True).order_by("-created_at", "-pk").first()
     if consent is None:
-        return False
-    message = make_message(
+        return None
+    return make_message(
         "confirmation",
         {
             "subscriber": subscriber,
@@ -213,26 +279,10 @@ def confirmation_send(*, subscriber_id: int) -> bool:
         to=[subscriber.email],
         from_email=settings.DEFAULT_FROM_EMAIL,
     )
-    _send_or_unclaim(message.send, subscriber_id=subscriber_id, claimed_at=now)
-    return True
 
 
-def _send_or_unclaim(send: Callable[[], int], *, subscriber_id: int, claimed_at: datetime) -> None:
-    try:
-        send()
-    except Exception:
-        Subscriber.objects.filter(pk=subscriber_id, confirmation_sent_at=claimed_at).update(confirmation_sent_at=None)
-        raise
-
-
-def manage_link_send(*, subscriber_id: int) -> bool:
-    """The answer to a signup of an address that is already subscribed."""
-    subscriber = Subscriber.objects.filter(
-        pk=subscriber_id, status__in=[Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED]
-    ).first()
-    if subscriber is None:
-        return False
-    make_message(
+def _manage_link(subscriber: Subscriber) -> EmailMessage:
+    return make_message(
         "manage",
         {
             "subscriber": subscriber,
@@ -242,27 +292,35 @@ def manage_link_send(*, subscriber_id: int) -> bool:
         to=[subscriber.email],
         from_email=settings.DEFAULT_FROM_EMAIL,
         headers=tokens.list_unsubscribe(subscriber),
-    ).send()
-    return True
+    )
+
+
+def confirmation_send(*, subscriber_id: int) -> bool:
+    """Send the pending confirmation, exactly once (see OneOff above)."""
+    return _send_once(CONFIRMATION, subscriber_id, _confirmation)
+
+
+def manage_link_send(*, subscriber_id: int) -> bool:
+    """The answer to a signup of an address that is already subscribed, exactly once."""
+    return _send_once(MANAGE_LINK, subscriber_id, _manage_link)
 
 
 def confirmations_sweep(*, now: datetime | None = None) -> int:
-    """Send every recent confirmation that never went out (its enqueue was lost)."""
+    """Send every recent confirmation and manage link that never went out: its enqueue
+    was lost, its send failed, or its worker died mid-send (retried once)."""
     now = now or timezone.now()
-    ids = list(
-        Subscriber.objects.filter(
-            status=Subscriber.Status.PENDING,
-            confirmation_sent_at__isnull=True,
-            updated_at__gte=now - SWEEP_WINDOW,
-        ).values_list("pk", flat=True)
-    )
     sent = 0
-    for subscriber_id in ids:
-        try:
-            sent += confirmation_send(subscriber_id=subscriber_id)
-        except Exception:
-            # One bad address must not hold back the others; the next sweep retries it.
-            logger.exception("confirmation to subscriber %s failed", subscriber_id)
+    for kind, send in ((CONFIRMATION, confirmation_send), (MANAGE_LINK, manage_link_send)):
+        recent = Q(updated_at__gte=now - SWEEP_WINDOW)
+        if kind is MANAGE_LINK:
+            recent = Q(manage_link_requested_at__gte=now - SWEEP_WINDOW)
+        ids = list(Subscriber.objects.filter(_claimable(kind, now), recent).values_list("pk", flat=True))
+        for subscriber_id in ids:
+            try:
+                sent += send(subscriber_id=subscriber_id)
+            except Exception:
+                # One bad address must not hold back the others; the next sweep retries it.
+                logger.exception("%s to subscriber %s failed", kind.name, subscriber_id)
     return sent
 
 
@@ -308,7 +366,9 @@ def confirmation_resend(*, subscriber: Subscriber) -> ResendOutcome:
         return "limited"
     with transaction.atomic():
         # Unclaim it: confirmation_send claims the row before sending, so a double click sends once.
-        Subscriber.objects.filter(pk=subscriber.pk, status=Subscriber.Status.PENDING).update(confirmation_sent_at=None)
+        Subscriber.objects.filter(pk=subscriber.pk, status=Subscriber.Status.PENDING).update(
+            confirmation_sent_at=None, confirmation_claimed_at=None, confirmation_attempts=0
+        )
         jobs.enqueue_on_commit(jobs.SEND_CONFIRMATION, subscriber.pk)
     return "queued"
 

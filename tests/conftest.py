@@ -3,11 +3,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from tests.browser import browser, page, screenshot  # noqa: F401 - fixtures for tests/e2e and tests/system
 from django.core.cache import cache
-from tests.feedserver import FeedServer
 
 from papers import services as paper_services
+from tests.browser import browser, page, screenshot  # noqa: F401 - fixtures for tests/e2e and tests/system
+from tests.feedserver import FeedServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # The saved list's papers were featured on this day.

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import redis
 from django.utils import timezone
+
 from tests.feedserver import FeedServer
 from tests.smtp import SmtpServer
 from tests.system.stack import Stack

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+
 from tests.feedserver import FeedServer
 from tests.smtp import SmtpServer
 from tests.system.stack import ROOT, Stack, wait_for

@@ -10,7 +10,9 @@ pending or sending once the sweeper has run.
 
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from django.utils import timezone
+
 from tests.smtp import SmtpServer
 from tests.system.stack import Stack, free_port, wait_for
 
@@ -189,3 +192,65 @@ def test_redis_restarted_and_flushed_mid_send(stack: Stack, smtp_server: SmtpSer
     settle(stack)
     check(stack, smtp_server)
     assert len(digests([smtp_server])) == SUBSCRIBERS
+
+
+class StallingRelay:
+    """A relay that greets with 220 and then never answers: a worker sending to it sits
+    inside the SMTP conversation until it is killed."""
+
+    def __init__(self, port: int) -> None:
+        self.server = socket.create_server(("127.0.0.1", port))
+        self.accepted: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            conn.sendall(b"220 stall ESMTP\r\n")
+            self.accepted.append(conn)
+
+    def stop(self) -> None:
+        self.server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone does not
+        self.server.close()
+        self.thread.join(timeout=5)
+        for conn in self.accepted:
+            conn.close()
+
+
+def test_a_worker_killed_inside_a_confirmation_conversation(stack: Stack, smtp_server: SmtpServer) -> None:
+    """The claim of a confirmation whose worker died mid-send is swept and sent once."""
+    smtp_server.stop()
+    relay = StallingRelay(smtp_server.port)
+    stack.env.update({"EMAIL_TIMEOUT": "120", "DIGEST_STUCK_AFTER": "6"})
+    try:
+        stack.start("worker")
+        stack.python(
+            "from digest import services\n"
+            "services.subscriber_subscribe(email='late@example.org', preferences={'topics': ['agents']},"
+            " ip=None, user_agent='system test', form_version='test')\n"
+        )
+        wait_for(lambda: relay.accepted, timeout=60, what="the worker inside the SMTP conversation")
+        stack.stop("worker", signal.SIGKILL)  # the whole process group, mid-conversation
+    finally:
+        relay.stop()
+    claimed, sent = stack.rows(
+        "SELECT confirmation_claimed_at, confirmation_sent_at FROM digest_subscriber WHERE email = %s",
+        "late@example.org",
+    )[0]
+    assert claimed is not None and sent is None  # claimed, never recorded: the outcome is unknown
+
+    revived = SmtpServer(port=smtp_server.port).start()
+    try:
+        stack.every("digest.tasks.sweep_confirmations", 2)
+        stack.start("worker")
+        stack.start("beat")
+        wait_for(lambda: revived.to("late@example.org"), timeout=90, what="the swept confirmation")
+        time.sleep(8)  # several more sweeps: the recorded confirmation is never sent again
+        assert len(revived.to("late@example.org")) == 1
+        assert stack.scalar("SELECT confirmation_sent_at FROM digest_subscriber WHERE email = %s", "late@example.org")
+    finally:
+        revived.stop()

@@ -5,6 +5,7 @@ import re
 
 import httpx
 from playwright.sync_api import expect
+
 from tests.smtp import Received, SmtpServer
 from tests.system.stack import Stack, wait_for
 
