@@ -26,6 +26,22 @@ from digest.models import ConsentRecord, Delivery, SentPaper, Subscriber, Suppre
 RECENT_ROWS = 30
 
 
+# OWASP's CSV injection rule: a spreadsheet runs a cell starting with one of these as a
+# formula (a topic "=HYPERLINK(...)" would become a live link), so such cells get a "'".
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """One value of the CSV export as a spreadsheet will show it, never as a formula."""
+    if isinstance(value, list):
+        value = "; ".join(str(v) for v in value)
+    elif hasattr(value, "isoformat"):
+        value = value.isoformat()
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 class TextListFilter(admin.ListFilter):
     """A list filter with a text box (Django's built-in ones only offer choices)."""
 
@@ -268,10 +284,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         def rows() -> Iterator[str]:
             yield writer.writerow(columns)
             for values in queryset.order_by("pk").values_list(*columns).iterator(chunk_size=2000):
-                yield writer.writerow(
-                    "; ".join(v) if isinstance(v, list) else (v.isoformat() if hasattr(v, "isoformat") else v)
-                    for v in values
-                )
+                yield writer.writerow(csv_cell(v) for v in values)
 
         stamp = timezone.now().strftime("%Y%m%d-%H%M")
         response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")

@@ -190,3 +190,27 @@ def test_it_links_a_subscriber_to_all_their_deliveries(curator_client) -> None:
     assert response.status_code == 200
     assert "their error" in response.content.decode()
     assert "someone else" not in response.content.decode()
+
+
+def test_it_defuses_spreadsheet_formulas_in_the_csv_export(curator_client, run_action) -> None:
+    """OWASP's rule: a cell starting with = + - @ tab or CR gets a leading ' so a spreadsheet
+    shows it as text instead of running it; other cells are left as they are."""
+    hostile = [
+        '=HYPERLINK("http://evil.example";"click")',
+        "+1+cmd|' /C calc'!A0",
+        "-2+3",
+        "@SUM(A1)",
+        "\tlead",
+        "\rlead",
+    ]
+    subscriber = SubscriberFactory(email="ada@example.org", topics=hostile, authors=["Ada Lovelace"])
+
+    response = run_action(curator_client, CHANGELIST, "export_csv", [subscriber.pk])
+
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
+    assert rows[0]["topics"] == "'" + "; ".join(hostile)
+    assert rows[0]["authors"] == "Ada Lovelace"
+    assert rows[0]["email"] == "ada@example.org"
+    assert rows[0]["time_zone"] == "Europe/Berlin"
+    for column in rows[0].values():
+        assert not column.startswith(("=", "+", "-", "@", "\t", "\r"))
