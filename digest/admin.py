@@ -8,6 +8,7 @@ import csv
 from collections.abc import Iterator
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -20,6 +21,7 @@ from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 from digest import services
 from digest.console import action_form
+from digest.forms import SingleLineEmailField
 from digest.models import ConsentRecord, Delivery, SentPaper, Subscriber, Suppression
 
 # The subscriber page lists this many of the latest deliveries and papers; the rest are a link away.
@@ -100,8 +102,19 @@ class ConsentInline(admin.TabularInline):
         return False
 
 
+class SubscriberForm(forms.ModelForm):
+    # The signup form's field: an edited address is stored in the one spelling that
+    # caps, suppression and uniqueness compare (digest/addresses.py).
+    email = SingleLineEmailField(max_length=254)
+
+    class Meta:
+        model = Subscriber
+        fields = ["email"]  # the admin adds the fieldsets' other fields
+
+
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
+    form = SubscriberForm
     list_display = [
         "email",
         "status",

@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
+from digest.addresses import AddressError, checked_email, normalize_email
 from digest.models import Subscriber
 
 # Bumped whenever the wording a person consents to changes; kept in each ConsentRecord.
@@ -74,10 +75,25 @@ class SingleLineField(forms.CharField):
 
 
 class SingleLineEmailField(forms.EmailField):
+    """An address in its normalized spelling (digest/addresses.py), refused when that
+    spelling cannot be mailed."""
+
+    # checked_email runs Django's validator on the normalized spelling; running it on
+    # the typed one too would report the same mistake twice.
+    default_validators: list[Any] = []
+
     def to_python(self, value: Any) -> str:
         if isinstance(value, str) and has_control_characters(value):
             raise ValidationError(LINE_BREAK_ERROR, code="control_characters")
-        return super().to_python(value)
+        return normalize_email(super().to_python(value))
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        if value:
+            try:
+                checked_email(value)
+            except AddressError as exc:
+                raise ValidationError(str(exc), code="invalid") from None
 
 
 class PhraseListField(SingleLineField):
@@ -197,9 +213,6 @@ class SignupForm(PreferencesForm):
     website = forms.CharField(required=False, label="Leave this field empty")
 
     field_order = ["email", *PreferencesForm.base_fields]
-
-    def clean_email(self) -> str:
-        return self.cleaned_data["email"].strip().lower()
 
     def is_spam(self) -> bool:
         return bool(self.data.get("website"))

@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from digest import roles, tokens
+from digest.addresses import normalize_email
 from digest.emails import make_message
 from digest.models import ConsentRecord, Delivery, Feedback, Subscriber, Suppression, email_hash
 from papers.models import Paper
@@ -82,7 +83,7 @@ def subscriber_subscribe(
     form_version: str,
 ) -> SubscribeOutcome:
     """Take a signup; the caller answers the same whatever this returns."""
-    email = email.strip().lower()
+    email = normalize_email(email)
     suppression = Suppression.objects.filter(email_hash=email_hash(email)).first()
     if suppression is not None and suppression.reason not in LIFTABLE_SUPPRESSIONS:
         logger.info("signup of a suppressed address (%s) ignored", suppression.reason)

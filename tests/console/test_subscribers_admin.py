@@ -214,3 +214,35 @@ def test_it_defuses_spreadsheet_formulas_in_the_csv_export(curator_client, run_a
     assert rows[0]["time_zone"] == "Europe/Berlin"
     for column in rows[0].values():
         assert not column.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+def test_it_stores_an_address_edited_in_the_console_in_its_normalized_spelling(superuser_client) -> None:
+    """A superuser's edit goes through the same normalization as a signup: a look-alike
+    spelling of another subscriber's address is refused, a new one is stored in ASCII."""
+    SubscriberFactory(email="cap@example.org")
+    subscriber = SubscriberFactory(email="old@example.org")
+
+    def edit(email: str):
+        data = {
+            "email": email,
+            "status": "active",
+            "topics": '["agents"]',
+            "excludes": "[]",
+            "authors": "[]",
+            "organizations": "[]",
+            "frequency": "daily",
+            "send_hour": "7",
+            "time_zone": "Europe/Berlin",
+            "max_papers": "10",
+            "weights": "{}",
+            "consents-TOTAL_FORMS": "0",
+            "consents-INITIAL_FORMS": "0",
+        }
+        return superuser_client.post(console(f"{CHANGELIST}{subscriber.pk}/change/"), data)
+
+    refused = edit("CAP@\uff45xample.org")
+    assert refused.status_code == 200
+    assert "Subscriber with this Email already exists." in refused.content.decode()
+    assert edit("new@M\u00fcnchen.de").status_code == 302
+    subscriber.refresh_from_db()
+    assert subscriber.email == "new@xn--mnchen-3ya.de"
