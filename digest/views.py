@@ -24,6 +24,7 @@ from digest.forms import (
     PreferencesForm,
     SignupForm,
     has_control_characters,
+    phrase_text_problem,
     split_phrases,
     time_zone_options,
 )
@@ -46,14 +47,24 @@ def _lenient_phrases(value: str) -> list[str]:
     return [p for p in split_phrases(value) if len(p) <= MAX_PHRASE_LENGTH][:MAX_PHRASES]
 
 
+PHRASE_FIELDS = ("topics", "excludes", "authors", "organizations")
+
+
 def _preview(data: QueryDict) -> dict[str, Any]:
+    """The preview's context; half-typed input is read leniently, but text the form would
+    refuse as unreadable or invisible gets the form's field error instead of a preview."""
+    errors = []
+    for name in PHRASE_FIELDS:
+        problem = phrase_text_problem(data.get(name, "")[:MAX_LIST_INPUT])
+        if problem:
+            errors.append((PreferencesForm.base_fields[name].label, problem))
+    if errors:
+        return {"preview_errors": errors, "preview_asked": True, "preview_items": []}
     try:
         limit = min(max(int(data.get("max_papers", DEFAULT_PAPERS)), MIN_PAPERS), MAX_PAPERS)
     except ValueError:
         limit = DEFAULT_PAPERS
-    filters = {
-        name: _lenient_phrases(data.get(name, "")) for name in ("topics", "excludes", "authors", "organizations")
-    }
+    filters = {name: _lenient_phrases(data.get(name, "")) for name in PHRASE_FIELDS}
     asked = any(filters[n] for n in ("topics", "authors", "organizations"))
     items = selectors.preview_papers(**filters, limit=limit) if asked else []
     return {"preview_items": items, "preview_asked": asked, "preview_days": selectors.recent_days()}
@@ -80,7 +91,9 @@ def home(request: HttpRequest) -> HttpResponse:
         if _preview_limited(request):
             return render(request, "digest/slow_down.html", status=429)
         typed = {name: request.POST.get(name, "") for name in SignupForm.base_fields if name != "website"}
-        return _signup_page(request, SignupForm(initial=typed), **_preview(request.POST))
+        preview = _preview(request.POST)
+        status = 400 if preview.get("preview_errors") else 200
+        return _signup_page(request, SignupForm(initial=typed), status=status, **preview)
     ip = client_ip(request)
     if services.rate_limit_hit(f"signup-ip:{ip}", limit=settings.SIGNUP_PER_IP_PER_HOUR, window=3600):
         return render(request, "digest/slow_down.html", status=429)
@@ -114,7 +127,8 @@ def preview(request: HttpRequest) -> HttpResponse:
     """The live preview's HTML fragment, fetched by the signup page as topics are typed."""
     if _preview_limited(request):
         return HttpResponse("<p>Too many previews; wait a minute.</p>", status=429)
-    return render(request, "digest/_preview.html", _preview(request.GET))
+    context = _preview(request.GET)
+    return render(request, "digest/_preview.html", context, status=400 if context.get("preview_errors") else 200)
 
 
 def _bad_link(request: HttpRequest, error: BadToken | str) -> HttpResponse:
