@@ -78,6 +78,9 @@ class ConsentRecord(models.Model):
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=500, blank=True)
     form_version = models.CharField(max_length=32)
+    # The choices this signup made: what its confirmation link confirms (empty for
+    # records older than migration 0005, whose links confirm the row's choices).
+    preferences = models.JSONField(default=dict, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -37,7 +37,7 @@ LIFTABLE_SUPPRESSIONS = (Suppression.Reason.DELETED, Suppression.Reason.BOUNCED)
 SWEEP_WINDOW = timedelta(days=2)
 
 SubscribeOutcome = Literal["confirmation", "manage", "limited", "blocked"]
-ConfirmOutcome = Literal["confirmed", "already"]
+ConfirmOutcome = Literal["confirmed", "already", "replaced"]
 
 
 def rate_limit_hit(key: str, *, limit: int, window: int) -> bool:
@@ -108,30 +108,58 @@ def subscriber_subscribe(
                 # the owner a link to their preferences.
                 _enqueue("send_manage_link", subscriber.pk)
                 return "manage"
-            # Pending or unsubscribed: the newest signup is what the confirmation confirms.
+            # Pending or unsubscribed: the row shows the newest signup's choices; what a
+            # link confirms is the choices of the signup it was sent for (its consent
+            # record), and only the newest signup's link confirms at all.
             for name, value in preferences.items():
                 setattr(subscriber, name, value)
             subscriber.status = Subscriber.Status.PENDING
             subscriber.confirmation_sent_at = None
             subscriber.save()
         ConsentRecord.objects.create(
-            subscriber=subscriber, ip=ip, user_agent=user_agent[:500], form_version=form_version
+            subscriber=subscriber,
+            ip=ip,
+            user_agent=user_agent[:500],
+            form_version=form_version,
+            preferences=preferences,
         )
         _enqueue("send_confirmation", subscriber.pk)
     return "confirmation"
 
 
+def newest_signup(subscriber: Subscriber) -> ConsentRecord | None:
+    """The unconfirmed signup whose link is the live one: the newest."""
+    return subscriber.consents.filter(confirmed_at__isnull=True).order_by("-created_at", "-pk").first()
+
+
+def confirmation_state(
+    *, subscriber: Subscriber, consent_id: int
+) -> tuple[ConfirmOutcome | None, ConsentRecord | None]:
+    """What confirming `consent_id` would do: (None, the signup) when it would confirm
+    it, else ("already" | "replaced", the signup if it exists)."""
+    consent = subscriber.consents.filter(pk=consent_id).first()
+    if consent is None or consent.confirmed_at or subscriber.status != Subscriber.Status.PENDING:
+        return "already", consent
+    newest = newest_signup(subscriber)
+    if newest is None or newest.pk != consent.pk:
+        return "replaced", consent
+    return None, consent
+
+
 def subscriber_confirm(*, subscriber: Subscriber, consent_id: int) -> ConfirmOutcome:
-    """Confirm the signup `consent_id` names; a used link, or one for a subscriber who
-    has since unsubscribed, changes nothing."""
+    """Confirm the signup `consent_id` names, with the choices made in that signup. A used
+    link, one for a subscriber who has since unsubscribed, or one a newer signup of the
+    address replaced changes nothing."""
     now = timezone.now()
     with transaction.atomic():
         locked = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
-        consent = locked.consents.filter(pk=consent_id).first()
-        if consent is None or consent.confirmed_at or locked.status != Subscriber.Status.PENDING:
-            return "already"
+        refused, consent = confirmation_state(subscriber=locked, consent_id=consent_id)
+        if refused or consent is None:
+            return refused or "already"
         consent.confirmed_at = now
         consent.save(update_fields=["confirmed_at"])
+        for name, value in consent.preferences.items():
+            setattr(locked, name, value)
         locked.status = Subscriber.Status.ACTIVE
         locked.confirmed_at = now
         locked.paused_at = None
@@ -226,7 +254,7 @@ def confirmation_send(*, subscriber_id: int) -> bool:
     if not claimed:
         return False
     subscriber = Subscriber.objects.get(pk=subscriber_id)
-    consent = subscriber.consents.filter(confirmed_at__isnull=True).order_by("-created_at", "-pk").first()
+    consent = newest_signup(subscriber)
     if consent is None:
         return False
     message = make_message(

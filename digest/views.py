@@ -161,10 +161,18 @@ def confirm(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: 
     consent_id = extra.get("c")
     if not isinstance(consent_id, int):
         return _bad_link(request, "this link is not valid")
-    outcome = None
+    outcome, consent = services.confirmation_state(subscriber=subscriber, consent_id=consent_id)
     if request.method == "POST":
         outcome = services.subscriber_confirm(subscriber=subscriber, consent_id=consent_id)
-    context = {"subscriber": subscriber, "outcome": outcome, "manage_path": _manage_path(subscriber)}
+    # What this link confirms: its own signup's choices (the row's, for older records).
+    choices = (consent.preferences if consent else None) or _preferences_of(subscriber)
+    context = {
+        "subscriber": subscriber,
+        "outcome": outcome,
+        "choices": choices,
+        "frequency_label": Subscriber.Frequency(choices["frequency"]).label,
+        "manage_path": _manage_path(subscriber),
+    }
     return render(request, "digest/confirm.html", context)
 
 
