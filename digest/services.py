@@ -58,7 +58,7 @@ def rate_limit_hit(key: str, *, limit: int, window: int) -> bool:
     return count > limit
 
 
-def _enqueue(task_path: str, subscriber_id: int) -> None:
+def _enqueue(task_path: str, subscriber_id: int, **options: Any) -> None:
     """Send the task once the transaction commits; a broker outage must not fail the request."""
 
     def send() -> None:
@@ -66,7 +66,7 @@ def _enqueue(task_path: str, subscriber_id: int) -> None:
 
         task = getattr(tasks, task_path)
         try:
-            task.delay(subscriber_id)
+            task.delay(subscriber_id, **options)
         except Exception:
             # Confirmations are picked up by sweep_confirmations; the rest is logged.
             logger.exception("could not enqueue %s for subscriber %s", task_path, subscriber_id)
@@ -279,17 +279,20 @@ def _send_or_unclaim(send: Callable[[], int], *, subscriber_id: int, claimed_at:
         raise
 
 
-def manage_link_send(*, subscriber_id: int) -> bool:
-    """The answer to a signup of an address that is already subscribed."""
-    subscriber = Subscriber.objects.filter(
-        pk=subscriber_id, status__in=[Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED]
-    ).first()
+def manage_link_send(*, subscriber_id: int, requested: bool = False) -> bool:
+    """The answer to a signup of an address that is already subscribed, or (`requested`)
+    to its owner asking for a link from the unsubscribe page, also once unsubscribed."""
+    statuses = [Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED]
+    if requested:
+        statuses.append(Subscriber.Status.UNSUBSCRIBED)
+    subscriber = Subscriber.objects.filter(pk=subscriber_id, status__in=statuses).first()
     if subscriber is None:
         return False
     make_message(
         "manage",
         {
             "subscriber": subscriber,
+            "requested": requested,
             "manage_url": tokens.manage_url(subscriber),
             "unsubscribe_url": tokens.unsubscribe_url(subscriber),
         },
@@ -298,6 +301,19 @@ def manage_link_send(*, subscriber_id: int) -> bool:
         headers=list_unsubscribe_headers(subscriber),
     ).send()
     return True
+
+
+ManageLinkOutcome = Literal["queued", "limited"]
+
+
+def manage_link_request(*, subscriber: Subscriber) -> ManageLinkOutcome:
+    """Email the subscriber a fresh link to their preferences, within the per-address daily
+    cap: the unsubscribe page offers this instead of a manage link of its own, so holding
+    an unsubscribe URL (a forwarded email, the mailto mailbox) opens nothing."""
+    if rate_limit_hit(f"address:{email_hash(subscriber.email)}", limit=MAILS_PER_ADDRESS_PER_DAY, window=86400):
+        return "limited"
+    _enqueue("send_manage_link", subscriber.pk, requested=True)
+    return "queued"
 
 
 def confirmations_sweep(*, now: datetime | None = None) -> int:

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from digest import selectors, sending, services
 from digest.forms import (
@@ -258,7 +258,26 @@ def unsubscribe(request: HttpRequest, *, token: str, subscriber: Subscriber, ext
     done = request.method == "POST"
     if done:
         services.subscriber_unsubscribe(subscriber=subscriber)
-    context = {"done": done, "manage_path": _manage_path(subscriber)}
+    # No manage link here: an unsubscribe URL travels further than the person (forwarded
+    # emails, the mailto mailbox), so the way to the preferences is a link mailed to them.
+    return render(request, "digest/unsubscribe.html", {"done": done, "token": token})
+
+
+@csrf_exempt  # no cookie on this page (see unsubscribe); the signed token is the authenticator
+@never_cache
+@require_POST
+@signed_link("unsubscribe")
+def unsubscribe_manage_link(
+    request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]
+) -> HttpResponse:
+    """Mail the address a fresh link to its preferences (to resubscribe or change them)."""
+    outcome = services.manage_link_request(subscriber=subscriber)
+    context = {
+        "done": subscriber.status == Subscriber.Status.UNSUBSCRIBED,
+        "token": token,
+        "link": outcome,
+        "mails_per_day": services.MAILS_PER_ADDRESS_PER_DAY,
+    }
     return render(request, "digest/unsubscribe.html", context)
 
 
