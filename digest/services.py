@@ -336,16 +336,27 @@ def confirmations_sweep(*, now: datetime | None = None) -> int:
     return sent
 
 
-def feedback_record(*, subscriber: Subscriber, arxiv_id: str, signal: int) -> Feedback | None:
+class InvalidFeedback(ValueError):
+    """A feedback link about no known paper, or with a signal that is not "more" or "less"."""
+
+
+def feedback_paper(*, arxiv_id: str, signal: int) -> Paper:
+    """The paper feedback is about, or InvalidFeedback: the one check of paper and signal."""
+    paper = Paper.objects.filter(arxiv_id=arxiv_id).first()
+    if paper is None or signal not in (Feedback.Signal.MORE, Feedback.Signal.LESS):
+        raise InvalidFeedback("this feedback link is not valid")
+    return paper
+
+
+def feedback_record(*, subscriber: Subscriber, arxiv_id: str, signal: int) -> Feedback:
     """ "More / less like this" on one paper: stored once per paper, and the subscriber's
     learned weights move only when the signal is new or changed (a double click, or a
-    link scanner repeating the request, changes nothing)."""
+    link scanner repeating the request, changes nothing). InvalidFeedback if the paper
+    or signal makes no sense."""
     from digest.ranking import learn_weights
     from digest.sending import paper_doc
 
-    paper = Paper.objects.filter(arxiv_id=arxiv_id).first()
-    if paper is None or signal not in (Feedback.Signal.MORE, Feedback.Signal.LESS):
-        return None
+    paper = feedback_paper(arxiv_id=arxiv_id, signal=signal)
     with transaction.atomic():
         locked = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
         feedback, created = Feedback.objects.get_or_create(subscriber=locked, paper=paper, defaults={"signal": signal})

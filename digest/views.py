@@ -29,8 +29,7 @@ from digest.forms import (
     time_zone_options,
 )
 from digest.models import Subscriber
-from digest.tokens import BadToken, make_token, read_token
-from papers.models import Paper
+from digest.tokens import BadToken, make_token, read_feedback_token, read_token
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -289,24 +288,30 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @csrf_exempt  # the signed token is the authenticator, as for one-click unsubscribe
 @never_cache
 @require_http_methods(["GET", "POST"])
-@signed_link("feedback")
-def feedback(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]) -> HttpResponse:
+def feedback(request: HttpRequest, token: str) -> HttpResponse:
     """ "More / less like this" from a digest. GET shows the choice and, with JavaScript,
-    submits it at once (one click); the POST records it. Link scanners only GET."""
+    submits it at once (one click); the POST records it. Link scanners only GET. The
+    token vouches for the subscriber, paper and signal together (digest/tokens.py)."""
     data = request.POST if request.method == "POST" else request.GET
     arxiv_id = data.get("p", "")[:32]
     try:
         signal = int(data.get("v", ""))
     except ValueError:
         signal = 0
-    paper = Paper.objects.filter(arxiv_id=arxiv_id).first()
-    if paper is None or signal not in (1, -1):
-        return _bad_link(request, "this feedback link is not valid")
-    done = False
-    if request.method == "POST":
-        services.feedback_record(subscriber=subscriber, arxiv_id=arxiv_id, signal=signal)
-        done = True
-    context = {"paper": paper, "signal": signal, "done": done, "manage_path": _manage_path(subscriber)}
+    try:
+        subscriber = read_feedback_token(token, arxiv_id=arxiv_id, signal=signal)
+        if request.method == "POST":
+            paper = services.feedback_record(subscriber=subscriber, arxiv_id=arxiv_id, signal=signal).paper
+        else:
+            paper = services.feedback_paper(arxiv_id=arxiv_id, signal=signal)
+    except (BadToken, services.InvalidFeedback) as exc:
+        return _bad_link(request, str(exc))
+    context = {
+        "paper": paper,
+        "signal": signal,
+        "done": request.method == "POST",
+        "manage_path": _manage_path(subscriber),
+    }
     return render(request, "digest/feedback.html", context)
 
 
