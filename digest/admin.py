@@ -20,6 +20,7 @@ from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 from digest import services
+from digest.addresses import normalize_email
 from digest.console import action_form
 from digest.forms import SingleLineEmailField
 from digest.models import ConsentRecord, Delivery, SentPaper, Subscriber, Suppression
@@ -181,6 +182,15 @@ class SubscriberAdmin(admin.ModelAdmin):
         ("Deliveries", {"fields": ["recent_deliveries"]}),
         ("Papers received", {"fields": ["papers_received"]}),
     ]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Subscriber], search_term: str
+    ) -> tuple[QuerySet[Subscriber], bool]:
+        # Addresses are stored in their normalized spelling: search in it too, so a
+        # look-alike spelling of an address finds it.
+        if "@" in search_term:
+            search_term = normalize_email(search_term)
+        return super().get_search_results(request, queryset, search_term)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Deleting the row directly would skip the suppression that erasing keeps: use "Erase".

@@ -246,3 +246,9 @@ def test_it_stores_an_address_edited_in_the_console_in_its_normalized_spelling(s
     assert edit("new@M\u00fcnchen.de").status_code == 302
     subscriber.refresh_from_db()
     assert subscriber.email == "new@xn--mnchen-3ya.de"
+
+
+def test_it_finds_a_subscriber_by_a_look_alike_spelling_of_their_address(curator_client) -> None:
+    SubscriberFactory(email="cap@example.org")
+    html = curator_client.get(console(CHANGELIST), {"q": "CAP@\uff45xample.org"}).content.decode()
+    assert ">cap@example.org<" in html
