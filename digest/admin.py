@@ -8,6 +8,7 @@ import csv
 from collections.abc import Iterator
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -19,11 +20,29 @@ from django_celery_beat.admin import PeriodicTaskAdmin as BeatPeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 from digest import sending, services
+from digest.addresses import normalize_email
+from digest.forms import SingleLineEmailField
 from digest.models import ConsentRecord, Delivery, SentPaper, Subscriber, Suppression
 from papers.actions import action_form
 
 # The subscriber page lists this many of the latest deliveries and papers; the rest are a link away.
 RECENT_ROWS = 30
+
+
+# OWASP's CSV injection rule: a spreadsheet runs a cell starting with one of these as a
+# formula (a topic "=HYPERLINK(...)" would become a live link), so such cells get a "'".
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """One value of the CSV export as a spreadsheet will show it, never as a formula."""
+    if isinstance(value, list):
+        value = "; ".join(str(v) for v in value)
+    elif hasattr(value, "isoformat"):
+        value = value.isoformat()
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 class TextListFilter(admin.ListFilter):
@@ -84,8 +103,19 @@ class ConsentInline(admin.TabularInline):
         return False
 
 
+class SubscriberForm(forms.ModelForm):
+    # The signup form's field: an edited address is stored in the one spelling that
+    # caps, suppression and uniqueness compare (digest/addresses.py).
+    email = SingleLineEmailField(max_length=254)
+
+    class Meta:
+        model = Subscriber
+        fields = ["email"]  # the admin adds the fieldsets' other fields
+
+
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
+    form = SubscriberForm
     list_display = [
         "email",
         "status",
@@ -152,6 +182,15 @@ class SubscriberAdmin(admin.ModelAdmin):
         ("Deliveries", {"fields": ["recent_deliveries"]}),
         ("Papers received", {"fields": ["papers_received"]}),
     ]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Subscriber], search_term: str
+    ) -> tuple[QuerySet[Subscriber], bool]:
+        # Addresses are stored in their normalized spelling: search in it too, so a
+        # look-alike spelling of an address finds it.
+        if "@" in search_term:
+            search_term = normalize_email(search_term)
+        return super().get_search_results(request, queryset, search_term)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Deleting the row directly would skip the suppression that erasing keeps: use "Erase".
@@ -268,10 +307,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         def rows() -> Iterator[str]:
             yield writer.writerow(columns)
             for values in queryset.order_by("pk").values_list(*columns).iterator(chunk_size=2000):
-                yield writer.writerow(
-                    "; ".join(v) if isinstance(v, list) else (v.isoformat() if hasattr(v, "isoformat") else v)
-                    for v in values
-                )
+                yield writer.writerow(csv_cell(v) for v in values)
 
         stamp = timezone.now().strftime("%Y%m%d-%H%M")
         response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")

@@ -18,6 +18,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from digest import selectors, sending
+from digest.addresses import normalize_email
 from digest.models import Subscriber
 from digest.services import rate_limit_hit
 
@@ -154,7 +155,7 @@ class PreviewForm(forms.Form):
         found = (
             Subscriber.objects.filter(pk=int(value)).first()
             if value.isdigit()
-            else Subscriber.objects.filter(email__iexact=value).first()
+            else Subscriber.objects.filter(email=normalize_email(value)).first()
         )
         if found is None:
             raise forms.ValidationError(f"No subscriber with the address or id {value!r}.")

@@ -6,6 +6,7 @@ phrases are typed comma-separated and come out as clean lists within fixed limit
 """
 
 import re
+import unicodedata
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
@@ -15,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
+from digest.addresses import AddressError, checked_email, normalize_email
 from digest.models import Subscriber
 
 # Bumped whenever the wording a person consents to changes; kept in each ConsentRecord.
@@ -37,6 +39,24 @@ CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 def has_control_characters(value: str) -> bool:
     return CONTROL_CHARACTERS.search(value) is not None
+
+
+def phrase_text_problem(value: str) -> str | None:
+    """Why ``value`` is not plain visible text for a phrase, or None.
+
+    Django decodes bytes that are not UTF-8 as U+FFFD, so that character is how invalid
+    UTF-8 shows here. Format characters (category Cf: bidi overrides, zero-width spaces
+    and joiners, byte order marks) are invisible and can make one topic look like
+    another in the console.
+    """
+    if "\ufffd" in value:
+        return "This is not valid UTF-8 text (some bytes could not be read); please type it again."
+    if value.isprintable():  # the usual case, in C; Cf characters are not printable
+        return None
+    for character in value:
+        if unicodedata.category(character) == "Cf":
+            return f"Invisible formatting characters (here U+{ord(character):04X}) are not allowed; please retype it."
+    return None
 
 
 @cache
@@ -74,10 +94,25 @@ class SingleLineField(forms.CharField):
 
 
 class SingleLineEmailField(forms.EmailField):
+    """An address in its normalized spelling (digest/addresses.py), refused when that
+    spelling cannot be mailed."""
+
+    # checked_email runs Django's validator on the normalized spelling; running it on
+    # the typed one too would report the same mistake twice.
+    default_validators: list[Any] = []
+
     def to_python(self, value: Any) -> str:
         if isinstance(value, str) and has_control_characters(value):
             raise ValidationError(LINE_BREAK_ERROR, code="control_characters")
-        return super().to_python(value)
+        return normalize_email(super().to_python(value))
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        if value:
+            try:
+                checked_email(value)
+            except AddressError as exc:
+                raise ValidationError(str(exc), code="invalid") from None
 
 
 class PhraseListField(SingleLineField):
@@ -88,6 +123,14 @@ class PhraseListField(SingleLineField):
         kwargs.setdefault("required", False)
         kwargs.setdefault("max_length", MAX_LIST_INPUT)
         super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> str:
+        # An over-long value is refused by max_length without being read through.
+        fits = isinstance(value, str) and len(value) <= (self.max_length or MAX_LIST_INPUT)
+        problem = phrase_text_problem(value) if fits else None
+        if problem:
+            raise ValidationError(problem, code="bad_text")
+        return super().to_python(value)
 
     def clean(self, value: Any) -> list[str]:
         text = super().clean(value)
@@ -197,9 +240,6 @@ class SignupForm(PreferencesForm):
     website = forms.CharField(required=False, label="Leave this field empty")
 
     field_order = ["email", *PreferencesForm.base_fields]
-
-    def clean_email(self) -> str:
-        return self.cleaned_data["email"].strip().lower()
 
     def is_spam(self) -> bool:
         return bool(self.data.get("website"))

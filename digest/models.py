@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from digest.addresses import normalize_email
 from papers.models import Paper
 
 
@@ -17,8 +18,7 @@ def new_key() -> str:
 
 def email_hash(email: str) -> str:
     """A keyed hash of a normalized address: what the suppression list keeps instead of the address."""
-    normalized = email.strip().lower()
-    return hmac.new(settings.SECRET_KEY.encode(), normalized.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(settings.SECRET_KEY.encode(), normalize_email(email).encode(), hashlib.sha256).hexdigest()
 
 
 class Subscriber(models.Model):
@@ -85,6 +85,9 @@ class ConsentRecord(models.Model):
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=500, blank=True)
     form_version = models.CharField(max_length=32)
+    # The choices this signup made: what its confirmation link confirms (empty for
+    # records older than migration 0005, whose links confirm the row's choices).
+    preferences = models.JSONField(default=dict, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -6,8 +6,14 @@ CSS inlining is the expensive step (premailer costs about 20 ms per email here, 
 ``%%PLACEHOLDER%%`` tokens where per-reader values go, inlines that single document
 (so descendant selectors such as ``.footer a`` match exactly as they would in a real
 email), and cuts it at marker comments into a prefix, one fragment per card and a
-suffix. Each reader's email is then those fragments with their values substituted and
-their cards joined: ``str.replace`` and ``"".join``, about 0.1 ms.
+suffix. Each fragment is split once, at build, into literal text and named slots; a
+reader's email is then those pieces with the reader's values in the slots, joined:
+about 0.1 ms.
+
+Reader-supplied text (topics in the intro, the reason lines) goes into slots and is
+never scanned again, so a topic such as ``%%MANAGE_URL%%`` stays text. The slot markers
+carry a nonce drawn when the renderer is built, so no paper text rendered into the
+template (titles, summaries, names: all fetched before the nonce exists) can contain one.
 
 :class:`NaiveRenderer` renders and inlines the whole email per reader. It is the
 reference the assembled output must equal byte for byte (tests/digest/test_rendering.py)
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import binascii
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -38,20 +45,20 @@ READER_HEADROOM = 4_000
 SUMMARY_CHARS = 320
 BYLINE_AUTHORS = 3
 
-# Per-reader values, the same in every card (feedback base URL) or set once (links, intro).
-READER_FIELDS = ("intro", "why", "webview_url", "manage_url", "unsubscribe_url", "feedback_url")
+# Per-reader values, set once per email (links, intro) or per card (reason, feedback links).
+READER_FIELDS = ("intro", "why", "webview_url", "manage_url", "unsubscribe_url")
+CARD_FIELDS = ("reason", "more_url", "less_url")
 # Where each value lands in the HTML: attribute values and text escape differently.
-ATTRIBUTE_FIELDS = frozenset({"webview_url", "manage_url", "unsubscribe_url", "feedback_url"})
-CARD_FIELDS = ("reason",)
+ATTRIBUTE_FIELDS = frozenset({"webview_url", "manage_url", "unsubscribe_url", "more_url", "less_url"})
+# A card carries four feedback links (two in each part), each longer than its slot marker
+# by the site URL plus up to this many bytes: the feedback path, a subscriber id, the
+# 16-character MAC, the paper id and "&amp;v=-1", with quoted-printable's "=3D".
+FEEDBACK_LINK_EXTRA = 45
 
 HTML_CARD = re.compile(r"<!--pd:card [^>]*?-->.*?<!--pd:/card-->", re.S)
 # Marker lines of the text template: never in a sent email (the text is cut at them).
 TEXT_CARD_START = "\x00card\x00"
 TEXT_CARD_END = "\x00/card\x00"
-
-
-def placeholder(name: str) -> str:
-    return f"%%{name.upper()}%%"
 
 
 # lxml serializes text with & < > escaped and attribute values with & < > " escaped; the
@@ -101,6 +108,12 @@ class Paperish(Protocol):
     github_stars: int | None
     project_page: str
     thumbnail: str
+
+
+class FeedbackLinker(Protocol):
+    """Makes a reader's "more / less like this" links (tokens.FeedbackLinks)."""
+
+    def urls(self, arxiv_id: str) -> tuple[str, str]: ...
 
 
 class Pickish(Protocol):
@@ -178,7 +191,7 @@ class Reader:
     webview_url: str
     manage_url: str
     unsubscribe_url: str
-    feedback_url: str  # the paper id and signal go in its query string
+    feedback_links: FeedbackLinker
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,8 +246,13 @@ def _context(
     }
 
 
-def _card_context(card: Card, reason: str) -> dict[str, Any]:
-    return {**{f: getattr(card, f) for f in Card.__slots__}, "reason": reason}
+def _card_context(card: Card, reason: str, more_url: str, less_url: str) -> dict[str, Any]:
+    return {
+        **{f: getattr(card, f) for f in Card.__slots__},
+        "reason": reason,
+        "more_url": more_url,
+        "less_url": less_url,
+    }
 
 
 def reader_values(reader: Reader, *, count: int, weekly: bool) -> dict[str, str]:
@@ -244,7 +262,6 @@ def reader_values(reader: Reader, *, count: int, weekly: bool) -> dict[str, str]
         "webview_url": reader.webview_url,
         "manage_url": reader.manage_url,
         "unsubscribe_url": reader.unsubscribe_url,
-        "feedback_url": reader.feedback_url,
     }
 
 
@@ -260,7 +277,10 @@ def render_full(
 ) -> tuple[str, str]:
     """The whole email (text, HTML before inlining) rendered by the templates in one go."""
     values = reader_values(reader, count=len(cards), weekly=weekly)
-    card_contexts = [_card_context(c, reason_line(r)) for c, r in zip(cards, reasons, strict=True)]
+    card_contexts = [
+        _card_context(c, reason_line(r), *reader.feedback_links.urls(c.arxiv_id))
+        for c, r in zip(cards, reasons, strict=True)
+    ]
     context = _context(day=day, weekly=weekly, cards=card_contexts, values=values, markers=False)
     text = get_template("emails/digest.txt").render(context)
     html = get_template("emails/digest.html").render(context)
@@ -268,9 +288,24 @@ def render_full(
 
 
 @dataclass(frozen=True, slots=True)
+class _Slotted:
+    """Pre-rendered text cut at its slots once: literal, slot name, literal, ..., literal.
+    Filling joins the literals with the values (one pass; the values are never read)."""
+
+    parts: tuple[str, ...]
+
+    def fill(self, values: dict[str, str]) -> str:
+        parts = list(self.parts)
+        for i in range(1, len(parts), 2):
+            parts[i] = values[parts[i]]
+        return "".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
 class _Fragment:
-    html: str
-    text: str
+    arxiv_id: str
+    html: _Slotted
+    text: _Slotted
     size: int  # bytes of both parts as sent (quoted-printable)
 
 
@@ -285,11 +320,21 @@ class DayRenderer:
         self.weekly = weekly
         self.cards = {p.id: Card.from_paper(p) for p in papers}
         self._subjects: dict[tuple[int, int], str] = {}
+        self._nonce = secrets.token_hex(8)
+        self._slot = re.compile(rf"%%([a-z_]+)\.{self._nonce}%%")
         self._build()
 
+    def placeholder(self, name: str) -> str:
+        """The slot marker of ``name`` in this renderer's pre-rendered template."""
+        return f"%%{name}.{self._nonce}%%"
+
+    def _slotted(self, text: str) -> _Slotted:
+        return _Slotted(tuple(self._slot.split(text)))
+
     def _build(self) -> None:
-        values = {name: placeholder(name) for name in READER_FIELDS}
-        cards = [_card_context(c, placeholder("reason")) for c in self.cards.values()]
+        values = {name: self.placeholder(name) for name in READER_FIELDS}
+        slots = [self.placeholder(name) for name in CARD_FIELDS]
+        cards = [_card_context(c, *slots) for c in self.cards.values()]
         context = _context(day=self.day, weekly=self.weekly, cards=cards, values=values, markers=True)
         html = inline_css(get_template("emails/digest.html").render(context))
         text = get_template("emails/digest.txt").render(context)
@@ -300,17 +345,23 @@ class DayRenderer:
             raise RuntimeError("the digest templates lost a card marker; check templates/emails/")
         # With no cards the renderer is never asked for an email (render refuses), so the
         # cut points only matter when there are cards.
-        self._html_prefix = html[: html_cards[0].start()] if html_cards else html
-        self._html_suffix = html[html_cards[-1].end() :] if html_cards else ""
-        self._text_prefix = text_cards[0]
+        html_prefix = html[: html_cards[0].start()] if html_cards else html
+        html_suffix = html[html_cards[-1].end() :] if html_cards else ""
+        text_prefix = text_cards[0]
         text_bodies = [chunk.split(TEXT_CARD_END, 1) for chunk in text_cards[1:]]
-        self._text_suffix = text_bodies[-1][1] if text_bodies else ""
+        text_suffix = text_bodies[-1][1] if text_bodies else ""
+        self._html_prefix, self._html_suffix = self._slotted(html_prefix), self._slotted(html_suffix)
+        self._text_prefix, self._text_suffix = self._slotted(text_prefix), self._slotted(text_suffix)
         self._fragments = {
-            paper_id: _Fragment(html=m.group(0), text=body[0], size=encoded_size(m.group(0) + body[0]))
+            paper_id: _Fragment(
+                arxiv_id=self.cards[paper_id].arxiv_id,
+                html=self._slotted(m.group(0)),
+                text=self._slotted(body[0]),
+                size=encoded_size(m.group(0) + body[0]) + 4 * (FEEDBACK_LINK_EXTRA + len(settings.SITE_URL)),
+            )
             for paper_id, m, body in zip(self.cards, html_cards, text_bodies, strict=True)
         }
-        shell = self._html_prefix + self._html_suffix + self._text_prefix + self._text_suffix
-        self._base_size = encoded_size(shell) + READER_HEADROOM
+        self._base_size = encoded_size(html_prefix + html_suffix + text_prefix + text_suffix) + READER_HEADROOM
 
     def fit(self, picks: Sequence[Pickish]) -> list[Pickish]:
         """The picks whose cards fit under MAX_MESSAGE_BYTES, best first (unknown papers dropped)."""
@@ -337,24 +388,29 @@ class DayRenderer:
         picks = self.fit(picks)
         if not picks:
             raise ValueError("a digest needs at least one paper")
-        values = reader_values(reader, count=len(picks), weekly=self.weekly)
+        text_values = reader_values(reader, count=len(picks), weekly=self.weekly)
         html_values = {
-            placeholder(k): escape_attribute(v) if k in ATTRIBUTE_FIELDS else escape_text(v) for k, v in values.items()
+            k: escape_attribute(v) if k in ATTRIBUTE_FIELDS else escape_text(v) for k, v in text_values.items()
         }
-        text_values = {placeholder(k): v for k, v in values.items()}
-        feedback_html = html_values["%%FEEDBACK_URL%%"]
-        feedback_text = text_values["%%FEEDBACK_URL%%"]
-        html_parts = [_substitute(self._html_prefix, html_values)]
-        text_parts = [_substitute(self._text_prefix, text_values)]
+        html_parts = [self._html_prefix.fill(html_values)]
+        text_parts = [self._text_prefix.fill(text_values)]
+        links = reader.feedback_links
         for pick in picks:
             fragment = self._fragments[pick.paper_id]
             reason = reason_line(pick.reason)
+            more, less = links.urls(fragment.arxiv_id)
             html_parts.append(
-                fragment.html.replace("%%REASON%%", escape_text(reason)).replace("%%FEEDBACK_URL%%", feedback_html)
+                fragment.html.fill(
+                    {
+                        "reason": escape_text(reason),
+                        "more_url": escape_attribute(more),
+                        "less_url": escape_attribute(less),
+                    }
+                )
             )
-            text_parts.append(fragment.text.replace("%%REASON%%", reason).replace("%%FEEDBACK_URL%%", feedback_text))
-        html_parts.append(_substitute(self._html_suffix, html_values))
-        text_parts.append(_substitute(self._text_suffix, text_values))
+            text_parts.append(fragment.text.fill({"reason": reason, "more_url": more, "less_url": less}))
+        html_parts.append(self._html_suffix.fill(html_values))
+        text_parts.append(self._text_suffix.fill(text_values))
         top = self.cards[picks[0].paper_id]
         return RenderedDigest(
             subject=self.subject(top, len(picks)),
@@ -363,13 +419,6 @@ class DayRenderer:
             paper_ids=tuple(p.paper_id for p in picks),
             unsubscribe_url=reader.unsubscribe_url,
         )
-
-
-def _substitute(fragment: str, values: dict[str, str]) -> str:
-    for token, value in values.items():
-        if token in fragment:
-            fragment = fragment.replace(token, value)
-    return fragment
 
 
 class NaiveRenderer(DayRenderer):

@@ -192,6 +192,7 @@ def subscriber_data(*, subscriber: Subscriber) -> dict[str, Any]:
                 "ip": c.ip,
                 "user_agent": c.user_agent,
                 "form_version": c.form_version,
+                "preferences": c.preferences,
                 "confirmed_at": iso(c.confirmed_at),
             }
             for c in subscriber.consents.order_by("created_at")

@@ -6,6 +6,7 @@ nothing) happens out of band. Emails are enqueued only once the transaction comm
 and a periodic sweep sends any confirmation whose enqueue was lost.
 """
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from digest import jobs, roles, tokens
+from digest.addresses import normalize_email
 from digest.mail import make_message
 from digest.models import ConsentRecord, Delivery, Feedback, Subscriber, Suppression, email_hash
 from digest.ranking import learn_weights
@@ -41,7 +43,7 @@ LIFTABLE_SUPPRESSIONS = (Suppression.Reason.DELETED, Suppression.Reason.BOUNCED)
 SWEEP_WINDOW = timedelta(days=2)
 
 SubscribeOutcome = Literal["confirmation", "manage", "limited", "blocked"]
-ConfirmOutcome = Literal["confirmed", "already"]
+ConfirmOutcome = Literal["confirmed", "already", "replaced"]
 
 
 def rate_limit_hit(key: str, *, limit: int, window: int) -> bool:
@@ -71,7 +73,7 @@ def subscriber_subscribe(
     form_version: str,
 ) -> SubscribeOutcome:
     """Take a signup; the caller answers the same whatever this returns."""
-    email = email.strip().lower()
+    email = normalize_email(email)
     suppression = Suppression.objects.filter(email_hash=email_hash(email)).first()
     if suppression is not None and suppression.reason not in LIFTABLE_SUPPRESSIONS:
         logger.info("signup of a suppressed address (%s) ignored", suppression.reason)
@@ -97,7 +99,9 @@ def subscriber_subscribe(
                 Subscriber.objects.filter(pk=subscriber.pk).update(manage_link_requested_at=timezone.now())
                 jobs.enqueue_on_commit(jobs.SEND_MANAGE_LINK, subscriber.pk)
                 return "manage"
-            # Pending or unsubscribed: the newest signup is what the confirmation confirms.
+            # Pending or unsubscribed: the row shows the newest signup's choices; what a
+            # link confirms is the choices of the signup it was sent for (its consent
+            # record), and only the newest signup's link confirms at all.
             for name, value in preferences.items():
                 setattr(subscriber, name, value)
             subscriber.status = Subscriber.Status.PENDING
@@ -106,23 +110,49 @@ def subscriber_subscribe(
             subscriber.confirmation_attempts = 0
             subscriber.save()
         ConsentRecord.objects.create(
-            subscriber=subscriber, ip=ip, user_agent=user_agent[:500], form_version=form_version
+            subscriber=subscriber,
+            ip=ip,
+            user_agent=user_agent[:500],
+            form_version=form_version,
+            preferences=preferences,
         )
         jobs.enqueue_on_commit(jobs.SEND_CONFIRMATION, subscriber.pk)
     return "confirmation"
 
 
+def newest_signup(subscriber: Subscriber) -> ConsentRecord | None:
+    """The unconfirmed signup whose link is the live one: the newest."""
+    return subscriber.consents.filter(confirmed_at__isnull=True).order_by("-created_at", "-pk").first()
+
+
+def confirmation_state(
+    *, subscriber: Subscriber, consent_id: int
+) -> tuple[ConfirmOutcome | None, ConsentRecord | None]:
+    """What confirming `consent_id` would do: (None, the signup) when it would confirm
+    it, else ("already" | "replaced", the signup if it exists)."""
+    consent = subscriber.consents.filter(pk=consent_id).first()
+    if consent is None or consent.confirmed_at or subscriber.status != Subscriber.Status.PENDING:
+        return "already", consent
+    newest = newest_signup(subscriber)
+    if newest is None or newest.pk != consent.pk:
+        return "replaced", consent
+    return None, consent
+
+
 def subscriber_confirm(*, subscriber: Subscriber, consent_id: int) -> ConfirmOutcome:
-    """Confirm the signup `consent_id` names; a used link, or one for a subscriber who
-    has since unsubscribed, changes nothing."""
+    """Confirm the signup `consent_id` names, with the choices made in that signup. A used
+    link, one for a subscriber who has since unsubscribed, or one a newer signup of the
+    address replaced changes nothing."""
     now = timezone.now()
     with transaction.atomic():
         locked = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
-        consent = locked.consents.filter(pk=consent_id).first()
-        if consent is None or consent.confirmed_at or locked.status != Subscriber.Status.PENDING:
-            return "already"
+        refused, consent = confirmation_state(subscriber=locked, consent_id=consent_id)
+        if refused or consent is None:
+            return refused or "already"
         consent.confirmed_at = now
         consent.save(update_fields=["confirmed_at"])
+        for name, value in consent.preferences.items():
+            setattr(locked, name, value)
         locked.status = Subscriber.Status.ACTIVE
         locked.confirmed_at = now
         locked.paused_at = None
@@ -228,7 +258,7 @@ CONFIRMATION = OneOff(
 MANAGE_LINK = OneOff(
     name="manage link",
     # Never sent, or asked for again (a new signup of the address) since the last one.
-    waiting=Q(status__in=[Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED])
+    waiting=Q(status__in=[Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED, Subscriber.Status.UNSUBSCRIBED])
     & (Q(manage_link_sent_at__isnull=True) | Q(manage_link_requested_at__gt=F("manage_link_sent_at"))),
     claimed_at="manage_link_claimed_at",
     attempts="manage_link_attempts",
@@ -266,7 +296,7 @@ def _send_once(kind: OneOff, subscriber_id: int, build: Callable[[Subscriber], E
 
 
 def _confirmation(subscriber: Subscriber) -> EmailMessage | None:
-    consent = subscriber.consents.filter(confirmed_at__isnull=True).order_by("-created_at", "-pk").first()
+    consent = newest_signup(subscriber)
     if consent is None:
         return None
     return make_message(
@@ -281,11 +311,12 @@ def _confirmation(subscriber: Subscriber) -> EmailMessage | None:
     )
 
 
-def _manage_link(subscriber: Subscriber) -> EmailMessage:
+def _manage_link(subscriber: Subscriber, *, requested: bool) -> EmailMessage:
     return make_message(
         "manage",
         {
             "subscriber": subscriber,
+            "requested": requested,
             "manage_url": tokens.manage_url(subscriber),
             "unsubscribe_url": tokens.unsubscribe_url(subscriber),
         },
@@ -300,9 +331,25 @@ def confirmation_send(*, subscriber_id: int) -> bool:
     return _send_once(CONFIRMATION, subscriber_id, _confirmation)
 
 
-def manage_link_send(*, subscriber_id: int) -> bool:
-    """The answer to a signup of an address that is already subscribed, exactly once."""
-    return _send_once(MANAGE_LINK, subscriber_id, _manage_link)
+def manage_link_send(*, subscriber_id: int, requested: bool = False) -> bool:
+    """The answer to a signup of an address that is already subscribed, or (``requested``)
+    to its owner asking for a link from the unsubscribe page, also once unsubscribed;
+    exactly once per request."""
+    return _send_once(MANAGE_LINK, subscriber_id, functools.partial(_manage_link, requested=requested))
+
+
+ManageLinkOutcome = Literal["queued", "limited"]
+
+
+def manage_link_request(*, subscriber: Subscriber) -> ManageLinkOutcome:
+    """Email the subscriber a fresh link to their preferences, within the per-address daily
+    cap: the unsubscribe page offers this instead of a manage link of its own, so holding
+    an unsubscribe URL (a forwarded email, the mailto mailbox) opens nothing."""
+    if rate_limit_hit(f"address:{email_hash(subscriber.email)}", limit=MAILS_PER_ADDRESS_PER_DAY, window=86400):
+        return "limited"
+    Subscriber.objects.filter(pk=subscriber.pk).update(manage_link_requested_at=timezone.now())
+    jobs.enqueue_on_commit(jobs.SEND_MANAGE_LINK, subscriber.pk, True)
+    return "queued"
 
 
 def confirmations_sweep(*, now: datetime | None = None) -> int:
@@ -324,13 +371,24 @@ def confirmations_sweep(*, now: datetime | None = None) -> int:
     return sent
 
 
-def feedback_record(*, subscriber: Subscriber, arxiv_id: str, signal: int) -> Feedback | None:
-    """ "More / less like this" on one paper: stored once per paper, and the subscriber's
-    learned weights move only when the signal is new or changed (a double click, or a
-    link scanner repeating the request, changes nothing)."""
+class InvalidFeedback(ValueError):
+    """A feedback link about no known paper, or with a signal that is not "more" or "less"."""
+
+
+def feedback_paper(*, arxiv_id: str, signal: int) -> Paper:
+    """The paper feedback is about, or InvalidFeedback: the one check of paper and signal."""
     paper = Paper.objects.filter(arxiv_id=arxiv_id).first()
     if paper is None or signal not in (Feedback.Signal.MORE, Feedback.Signal.LESS):
-        return None
+        raise InvalidFeedback("this feedback link is not valid")
+    return paper
+
+
+def feedback_record(*, subscriber: Subscriber, arxiv_id: str, signal: int) -> Feedback:
+    """ "More / less like this" on one paper: stored once per paper, and the subscriber's
+    learned weights move only when the signal is new or changed (a double click, or a
+    link scanner repeating the request, changes nothing). InvalidFeedback if the paper
+    or signal makes no sense."""
+    paper = feedback_paper(arxiv_id=arxiv_id, signal=signal)
     with transaction.atomic():
         locked = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
         feedback, created = Feedback.objects.get_or_create(subscriber=locked, paper=paper, defaults={"signal": signal})

@@ -11,8 +11,8 @@ def send_confirmation(subscriber_id: int) -> bool:
 
 
 @shared_task
-def send_manage_link(subscriber_id: int) -> bool:
-    return services.manage_link_send(subscriber_id=subscriber_id)
+def send_manage_link(subscriber_id: int, requested: bool = False) -> bool:
+    return services.manage_link_send(subscriber_id=subscriber_id, requested=requested)
 
 
 @shared_task

@@ -14,6 +14,9 @@ urlpatterns = [
     path(f"{PATHS['manage']}<str:token>/data.json", views.my_data, name="my-data"),
     path(f"{PATHS['manage']}<str:token>/delete", views.delete, name="delete"),
     path(f"{PATHS['unsubscribe']}<str:token>", views.unsubscribe, name="unsubscribe"),
+    path(
+        f"{PATHS['unsubscribe']}<str:token>/manage-link", views.unsubscribe_manage_link, name="unsubscribe-manage-link"
+    ),
     path(f"{PATHS['feedback']}<str:token>", views.feedback, name="feedback"),
     path(f"{PATHS['webview']}<str:token>", views.webview, name="webview"),
     path("healthz", views.healthz, name="healthz"),

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from digest import selectors, sending, services
 from digest.forms import (
@@ -24,12 +24,12 @@ from digest.forms import (
     PreferencesForm,
     SignupForm,
     has_control_characters,
+    phrase_text_problem,
     split_phrases,
     time_zone_options,
 )
 from digest.models import Subscriber
-from digest.tokens import BadToken, make_token, read_token
-from papers.models import Paper
+from digest.tokens import BadToken, make_token, read_feedback_token, read_token
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -46,14 +46,24 @@ def _lenient_phrases(value: str) -> list[str]:
     return [p for p in split_phrases(value) if len(p) <= MAX_PHRASE_LENGTH][:MAX_PHRASES]
 
 
+PHRASE_FIELDS = ("topics", "excludes", "authors", "organizations")
+
+
 def _preview(data: QueryDict) -> dict[str, Any]:
+    """The preview's context; half-typed input is read leniently, but text the form would
+    refuse as unreadable or invisible gets the form's field error instead of a preview."""
+    errors = []
+    for name in PHRASE_FIELDS:
+        problem = phrase_text_problem(data.get(name, "")[:MAX_LIST_INPUT])
+        if problem:
+            errors.append((PreferencesForm.base_fields[name].label, problem))
+    if errors:
+        return {"preview_errors": errors, "preview_asked": True, "preview_items": []}
     try:
         limit = min(max(int(data.get("max_papers", DEFAULT_PAPERS)), MIN_PAPERS), MAX_PAPERS)
     except ValueError:
         limit = DEFAULT_PAPERS
-    filters = {
-        name: _lenient_phrases(data.get(name, "")) for name in ("topics", "excludes", "authors", "organizations")
-    }
+    filters = {name: _lenient_phrases(data.get(name, "")) for name in PHRASE_FIELDS}
     asked = any(filters[n] for n in ("topics", "authors", "organizations"))
     items = selectors.preview_papers(**filters, limit=limit) if asked else []
     return {"preview_items": items, "preview_asked": asked, "preview_days": selectors.recent_days()}
@@ -80,7 +90,9 @@ def home(request: HttpRequest) -> HttpResponse:
         if _preview_limited(request):
             return render(request, "digest/slow_down.html", status=429)
         typed = {name: request.POST.get(name, "") for name in SignupForm.base_fields if name != "website"}
-        return _signup_page(request, SignupForm(initial=typed), **_preview(request.POST))
+        preview = _preview(request.POST)
+        status = 400 if preview.get("preview_errors") else 200
+        return _signup_page(request, SignupForm(initial=typed), status=status, **preview)
     ip = client_ip(request)
     if services.rate_limit_hit(f"signup-ip:{ip}", limit=settings.SIGNUP_PER_IP_PER_HOUR, window=3600):
         return render(request, "digest/slow_down.html", status=429)
@@ -114,7 +126,8 @@ def preview(request: HttpRequest) -> HttpResponse:
     """The live preview's HTML fragment, fetched by the signup page as topics are typed."""
     if _preview_limited(request):
         return HttpResponse("<p>Too many previews; wait a minute.</p>", status=429)
-    return render(request, "digest/_preview.html", _preview(request.GET))
+    context = _preview(request.GET)
+    return render(request, "digest/_preview.html", context, status=400 if context.get("preview_errors") else 200)
 
 
 def _bad_link(request: HttpRequest, error: BadToken | str) -> HttpResponse:
@@ -147,10 +160,18 @@ def confirm(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: 
     consent_id = extra.get("c")
     if not isinstance(consent_id, int):
         return _bad_link(request, "this link is not valid")
-    outcome = None
+    outcome, consent = services.confirmation_state(subscriber=subscriber, consent_id=consent_id)
     if request.method == "POST":
         outcome = services.subscriber_confirm(subscriber=subscriber, consent_id=consent_id)
-    context = {"subscriber": subscriber, "outcome": outcome, "manage_path": _manage_path(subscriber)}
+    # What this link confirms: its own signup's choices (the row's, for older records).
+    choices = (consent.preferences if consent else None) or _preferences_of(subscriber)
+    context = {
+        "subscriber": subscriber,
+        "outcome": outcome,
+        "choices": choices,
+        "frequency_label": Subscriber.Frequency(choices["frequency"]).label,
+        "manage_path": _manage_path(subscriber),
+    }
     return render(request, "digest/confirm.html", context)
 
 
@@ -236,7 +257,26 @@ def unsubscribe(request: HttpRequest, *, token: str, subscriber: Subscriber, ext
     done = request.method == "POST"
     if done:
         services.subscriber_unsubscribe(subscriber=subscriber)
-    context = {"done": done, "manage_path": _manage_path(subscriber)}
+    # No manage link here: an unsubscribe URL travels further than the person (forwarded
+    # emails, the mailto mailbox), so the way to the preferences is a link mailed to them.
+    return render(request, "digest/unsubscribe.html", {"done": done, "token": token})
+
+
+@csrf_exempt  # no cookie on this page (see unsubscribe); the signed token is the authenticator
+@never_cache
+@require_POST
+@signed_link("unsubscribe")
+def unsubscribe_manage_link(
+    request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]
+) -> HttpResponse:
+    """Mail the address a fresh link to its preferences (to resubscribe or change them)."""
+    outcome = services.manage_link_request(subscriber=subscriber)
+    context = {
+        "done": subscriber.status == Subscriber.Status.UNSUBSCRIBED,
+        "token": token,
+        "link": outcome,
+        "mails_per_day": services.MAILS_PER_ADDRESS_PER_DAY,
+    }
     return render(request, "digest/unsubscribe.html", context)
 
 
@@ -248,24 +288,30 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @csrf_exempt  # the signed token is the authenticator, as for one-click unsubscribe
 @never_cache
 @require_http_methods(["GET", "POST"])
-@signed_link("feedback")
-def feedback(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]) -> HttpResponse:
+def feedback(request: HttpRequest, token: str) -> HttpResponse:
     """ "More / less like this" from a digest. GET shows the choice and, with JavaScript,
-    submits it at once (one click); the POST records it. Link scanners only GET."""
+    submits it at once (one click); the POST records it. Link scanners only GET. The
+    token vouches for the subscriber, paper and signal together (digest/tokens.py)."""
     data = request.POST if request.method == "POST" else request.GET
     arxiv_id = data.get("p", "")[:32]
     try:
         signal = int(data.get("v", ""))
     except ValueError:
         signal = 0
-    paper = Paper.objects.filter(arxiv_id=arxiv_id).first()
-    if paper is None or signal not in (1, -1):
-        return _bad_link(request, "this feedback link is not valid")
-    done = False
-    if request.method == "POST":
-        services.feedback_record(subscriber=subscriber, arxiv_id=arxiv_id, signal=signal)
-        done = True
-    context = {"paper": paper, "signal": signal, "done": done, "manage_path": _manage_path(subscriber)}
+    try:
+        subscriber = read_feedback_token(token, arxiv_id=arxiv_id, signal=signal)
+        if request.method == "POST":
+            paper = services.feedback_record(subscriber=subscriber, arxiv_id=arxiv_id, signal=signal).paper
+        else:
+            paper = services.feedback_paper(arxiv_id=arxiv_id, signal=signal)
+    except (BadToken, services.InvalidFeedback) as exc:
+        return _bad_link(request, str(exc))
+    context = {
+        "paper": paper,
+        "signal": signal,
+        "done": request.method == "POST",
+        "manage_path": _manage_path(subscriber),
+    }
     return render(request, "digest/feedback.html", context)
 
 

@@ -207,7 +207,7 @@ def reader_for(subscriber: Subscriber, digest_date: date) -> Reader:
         webview_url=tokens.webview_url(subscriber, day=digest_date),
         manage_url=tokens.manage_url(subscriber),
         unsubscribe_url=tokens.unsubscribe_url(subscriber),
-        feedback_url=tokens.url_for(subscriber, "feedback"),
+        feedback_links=tokens.FeedbackLinks(subscriber),
     )
 
 

@@ -190,3 +190,65 @@ def test_it_links_a_subscriber_to_all_their_deliveries(curator_client) -> None:
     assert response.status_code == 200
     assert "their error" in response.content.decode()
     assert "someone else" not in response.content.decode()
+
+
+def test_it_defuses_spreadsheet_formulas_in_the_csv_export(curator_client, run_action) -> None:
+    """OWASP's rule: a cell starting with = + - @ tab or CR gets a leading ' so a spreadsheet
+    shows it as text instead of running it; other cells are left as they are."""
+    hostile = [
+        '=HYPERLINK("http://evil.example";"click")',
+        "+1+cmd|' /C calc'!A0",
+        "-2+3",
+        "@SUM(A1)",
+        "\tlead",
+        "\rlead",
+    ]
+    subscriber = SubscriberFactory(email="ada@example.org", topics=hostile, authors=["Ada Lovelace"])
+
+    response = run_action(curator_client, CHANGELIST, "export_csv", [subscriber.pk])
+
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
+    assert rows[0]["topics"] == "'" + "; ".join(hostile)
+    assert rows[0]["authors"] == "Ada Lovelace"
+    assert rows[0]["email"] == "ada@example.org"
+    assert rows[0]["time_zone"] == "Europe/Berlin"
+    for column in rows[0].values():
+        assert not column.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+def test_it_stores_an_address_edited_in_the_console_in_its_normalized_spelling(superuser_client) -> None:
+    """A superuser's edit goes through the same normalization as a signup: a look-alike
+    spelling of another subscriber's address is refused, a new one is stored in ASCII."""
+    SubscriberFactory(email="cap@example.org")
+    subscriber = SubscriberFactory(email="old@example.org")
+
+    def edit(email: str):
+        data = {
+            "email": email,
+            "status": "active",
+            "topics": '["agents"]',
+            "excludes": "[]",
+            "authors": "[]",
+            "organizations": "[]",
+            "frequency": "daily",
+            "send_hour": "7",
+            "time_zone": "Europe/Berlin",
+            "max_papers": "10",
+            "weights": "{}",
+            "consents-TOTAL_FORMS": "0",
+            "consents-INITIAL_FORMS": "0",
+        }
+        return superuser_client.post(console(f"{CHANGELIST}{subscriber.pk}/change/"), data)
+
+    refused = edit("CAP@\uff45xample.org")
+    assert refused.status_code == 200
+    assert "Subscriber with this Email already exists." in refused.content.decode()
+    assert edit("new@M\u00fcnchen.de").status_code == 302
+    subscriber.refresh_from_db()
+    assert subscriber.email == "new@xn--mnchen-3ya.de"
+
+
+def test_it_finds_a_subscriber_by_a_look_alike_spelling_of_their_address(curator_client) -> None:
+    SubscriberFactory(email="cap@example.org")
+    html = curator_client.get(console(CHANGELIST), {"q": "CAP@\uff45xample.org"}).content.decode()
+    assert ">cap@example.org<" in html

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from digest.mail import MessageBuilder, list_unsubscribe
-from digest.rendering import DayRenderer, NaiveRenderer, Reader, inline_css
+from digest.rendering import CARD_FIELDS, READER_FIELDS, DayRenderer, NaiveRenderer, Reader, inline_css
 from papers.feed import parse_api_items
 
 HERE = Path(__file__).parent
@@ -69,6 +69,16 @@ def papers(count: int = 40) -> list[StandIn]:
     ]
 
 
+@dataclass(frozen=True)
+class Links:
+    """Stands in for tokens.FeedbackLinks: one link per reader, paper and signal."""
+
+    base: str
+
+    def urls(self, arxiv_id: str) -> tuple[str, str]:
+        return f"{self.base}-{arxiv_id}-more?p={arxiv_id}&v=1", f"{self.base}-{arxiv_id}-less?p={arxiv_id}&v=-1"
+
+
 def reader(n: int = 1, *, topics: tuple[str, ...] = ("LLM agents", "speculative decoding")) -> Reader:
     base = "https://digest.example.org"
     return Reader(
@@ -78,7 +88,7 @@ def reader(n: int = 1, *, topics: tuple[str, ...] = ("LLM agents", "speculative 
         webview_url=f"{base}/view/web-token-{n}",
         manage_url=f"{base}/manage/manage-token-{n}",
         unsubscribe_url=f"{base}/unsubscribe/unsub-token-{n}",
-        feedback_url=f"{base}/feedback/feedback-token-{n}",
+        feedback_links=Links(f"{base}/feedback/feedback-token-{n}"),
     )
 
 
@@ -155,8 +165,8 @@ def test_it_shows_every_part_of_a_card_and_the_reader_links() -> None:
         f'href="https://arxiv.org/pdf/{paper.arxiv_id}"',
         f'href="{paper.github_repo}"',
         f'src="{paper.thumbnail}"',
-        f'href="https://digest.example.org/feedback/feedback-token-9?p={paper.arxiv_id}&amp;v=1"',
-        f'href="https://digest.example.org/feedback/feedback-token-9?p={paper.arxiv_id}&amp;v=-1"',
+        f'href="https://digest.example.org/feedback/feedback-token-9-{paper.arxiv_id}-more?p={paper.arxiv_id}&amp;v=1"',
+        f'href="https://digest.example.org/feedback/feedback-token-9-{paper.arxiv_id}-less?p={paper.arxiv_id}&amp;v=-1"',
         'href="https://digest.example.org/view/web-token-9"',
         'href="https://digest.example.org/manage/manage-token-9"',
         'href="https://digest.example.org/unsubscribe/unsub-token-9"',
@@ -238,3 +248,55 @@ def test_it_inlines_with_important_kept_in_media_rules() -> None:
     out = inline_css(html)
     assert 'style="color:red"' in out
     assert "color: blue !important" in out
+
+
+SLOT_NAMES = [*READER_FIELDS, *CARD_FIELDS]
+
+
+def slot_spellings(renderer: DayRenderer, name: str) -> list[str]:
+    """Ways a reader might write a slot: the old fixed marker, and this renderer's own."""
+    return [f"%%{name.upper()}%%", f"%%{name}%%", renderer.placeholder(name)]
+
+
+@pytest.mark.parametrize("name", SLOT_NAMES)
+def test_it_never_fills_a_placeholder_written_in_a_topic_or_a_reason(name: str) -> None:
+    """The review's case: a topic "%%MANAGE_URL%%" became the reader's manage URL in the
+    intro of both parts. Every placeholder name, as a topic and in a reason line, stays text."""
+    day_papers = papers(4)
+    fast = DayRenderer(day=DAY, papers=day_papers)
+    reference = NaiveRenderer(day=DAY, papers=day_papers)
+    spellings = slot_spellings(fast, name)
+    who = reader(5, topics=tuple(spellings))
+    picks = [Pick(p.id, f"matches: {' '.join(spellings)}") for p in day_papers]
+
+    digest = fast.render(who, picks)
+
+    for spelling in spellings:
+        assert spelling in digest.text
+        assert spelling in digest.html
+    intro = next(line for line in digest.text.splitlines() if "for your topics" in line)
+    assert intro.endswith(f"for your topics: {', '.join(spellings)}.")
+    for url in (who.manage_url, who.unsubscribe_url, who.webview_url):
+        assert digest.text.count(url) == 1
+        assert digest.html.count(url) == 1
+    assert digest.text.count("-more?p=") == len(day_papers)
+    whole = reference.render(who, picks)
+    assert (digest.text, digest.html) == (whole.text, whole.html)
+
+
+def test_it_never_fills_a_placeholder_written_in_a_paper() -> None:
+    """Titles, summaries and names are in the pre-rendered template itself: a paper titled
+    with a placeholder name stays as titled."""
+    day_papers = papers(2)
+    for paper in day_papers:
+        paper.title = " ".join(f"%%{name.upper()}%%" for name in SLOT_NAMES)
+        paper.ai_summary = paper.title
+        paper.organization = "%%MANAGE_URL%%"
+    fast = DayRenderer(day=DAY, papers=day_papers)
+    who = reader(6)
+    digest = fast.render(who, [Pick(p.id, "trending today") for p in day_papers])
+    assert digest.text.count(who.manage_url) == 1
+    assert digest.html.count(who.manage_url) == 1
+    assert digest.text.count("%%MANAGE_URL%%") == 3 * len(day_papers)
+    whole = NaiveRenderer(day=DAY, papers=day_papers).render(who, [Pick(p.id, "trending today") for p in day_papers])
+    assert (digest.text, digest.html) == (whole.text, whole.html)

@@ -13,6 +13,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from digest import sending
+from digest.addresses import normalize_email
 from digest.mail import Mailer
 from digest.models import Delivery, Subscriber
 
@@ -83,7 +84,7 @@ class Command(BaseCommand):
                 )
 
     def send_one(self, day: date, *, to: str, whose: str, dry: bool) -> None:
-        subscriber = Subscriber.objects.filter(email__iexact=whose.strip()).first()
+        subscriber = Subscriber.objects.filter(email=normalize_email(whose)).first()
         if subscriber is None:
             raise CommandError(f"no subscriber with the address {whose}")
         try:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('digest', '0003_curator_group'),
+        ('digest', '0005_consent_preferences'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('digest', '0004_delivery_papers_help'),
+        ('digest', '0006_delivery_papers_help'),
     ]
 
     operations = [
