@@ -97,6 +97,25 @@ def test_docker_compose_agrees_with_settings_and_readme() -> None:
         assert f"`{variable}`" in readme
 
 
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """Compose's `${NAME:-default}` substitution, with `variables` standing in for the shell and .env."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: variables.get(m[1]) or m[2], value)
+
+
+def test_it_publishes_web_on_the_loopback_interface_unless_told_otherwise() -> None:
+    """Port 8000 is plain HTTP meant for the TLS proxy only: published on 127.0.0.1 by default."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name, port in (("web", "8000"), ("mailpit", "8025")):
+        (published,) = services[name]["ports"]
+        assert interpolate(published, {}) == f"127.0.0.1:{port}:{port}", name
+
+    (web,) = services["web"]["ports"]
+    assert interpolate(web, {"WEB_BIND_ADDRESS": "0.0.0.0"}) == "0.0.0.0:8000:8000"
+    env_example = (ROOT / ".env.example").read_text()
+    assert "WEB_BIND_ADDRESS" in env_example
+    assert "`WEB_BIND_ADDRESS`" in (ROOT / "README.md").read_text()
+
+
 def test_readme_quick_start_is_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     quick = readme.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
