@@ -19,6 +19,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from digest import selectors
+from digest.http import client_ip
 from digest.models import Subscriber
 from digest.services import rate_limit_hit
 
@@ -58,8 +59,6 @@ class ConsoleSite(admin.AdminSite):
         has failed too often within LOGIN_FAILURE_WINDOW."""
         if request.method != "POST":
             return super().login(request, extra_context)
-        from digest.views import client_ip
-
         username = request.POST.get("username", "").strip().lower()[:150]
         limits = [
             (f"console-login:ip:{client_ip(request)}", settings.LOGIN_FAILURES_PER_IP),

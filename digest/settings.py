@@ -9,6 +9,7 @@ A bad value stops start-up with one line naming the variable (manage.py,
 wsgi.py and celery.py turn ImproperlyConfigured into that line).
 """
 
+import ipaddress
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -83,6 +84,17 @@ def envaddresses(name: str, default: str = "") -> list[tuple[str, str]]:
     if raw and (not pairs or any("@" not in a for _, a in pairs)):
         raise ImproperlyConfigured(f"{name} must be a comma-separated list of email addresses, got {raw!r}")
     return pairs
+
+
+def envnetworks(name: str, default: str = "") -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated IP addresses and CIDR ranges: '10.0.0.0/8, 127.0.0.1'."""
+    raw = env(name, default)
+    try:
+        return [ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} must be IP addresses or CIDR ranges separated by commas, got {raw!r}"
+        ) from None
 
 
 VAR_DIR = Path(env("VAR_DIR") or BASE_DIR / "var")
@@ -306,6 +318,10 @@ LOGIN_FAILURES_PER_IP = envint("LOGIN_FAILURES_PER_IP", "20", minimum=1)
 LOGIN_FAILURES_PER_USERNAME = envint("LOGIN_FAILURES_PER_USERNAME", "5", minimum=1)
 LOGIN_FAILURE_WINDOW = envint("LOGIN_FAILURE_WINDOW", "900", minimum=60)
 LOGIN_URL = f"/{ADMIN_URL}login/"
+# The proxies in front of web (addresses or CIDR ranges; none by default). Only a request
+# whose peer is one of them has its client read from X-Forwarded-For (digest/http.py), for
+# rate limits and consent records; anyone else could write that header themselves.
+TRUSTED_PROXIES = envnetworks("TRUSTED_PROXIES")
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

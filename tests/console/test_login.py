@@ -1,5 +1,7 @@
 """Console logins: a curator gets in; guessing passwords is cut short per IP and per username."""
 
+from ipaddress import ip_network
+
 import pytest
 
 from tests.console.conftest import console
@@ -55,3 +57,21 @@ def test_it_does_not_count_successful_logins(client, curator, settings) -> None:
     for _ in range(3):
         assert login(client, curator.username, "correct horse battery").status_code == 302
         client.logout()
+
+
+def test_it_counts_failed_logins_per_forwarded_client_behind_a_trusted_proxy(client, curator, settings) -> None:
+    """Behind the TLS proxy every login comes from its address: the limit must fall on the visitor's."""
+    settings.TRUSTED_PROXIES = [ip_network("127.0.0.1/32")]
+    settings.LOGIN_FAILURES_PER_IP = 2
+    curator.set_password("correct horse battery")
+    curator.save()
+
+    def forwarded(username: str, password: str, client_address: str):
+        data = {"username": username, "password": password}
+        return client.post(console("login/"), data, REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=client_address)
+
+    forwarded("someone", "wrong", "203.0.113.5")
+    forwarded("someone-else", "wrong", "203.0.113.5")
+
+    assert forwarded(curator.username, "correct horse battery", "203.0.113.5").status_code == 429
+    assert forwarded(curator.username, "correct horse battery", "198.51.100.1").status_code == 302
