@@ -313,7 +313,8 @@ STORAGES = {
 }
 ADMIN_URL = env("ADMIN_URL", "admin/").strip("/") + "/"
 # Failed console logins allowed per client IP and per username within the window; more
-# are refused without checking the password until the window ends.
+# are refused without checking the password until the window ends (for a username, only
+# from the addresses that failed for it, so nobody can lock a curator out from elsewhere).
 LOGIN_FAILURES_PER_IP = envint("LOGIN_FAILURES_PER_IP", "20", minimum=1)
 LOGIN_FAILURES_PER_USERNAME = envint("LOGIN_FAILURES_PER_USERNAME", "5", minimum=1)
 LOGIN_FAILURE_WINDOW = envint("LOGIN_FAILURE_WINDOW", "900", minimum=60)
