@@ -9,8 +9,14 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
+from django.conf import settings
+
+from digest.startup import configured
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digest.settings")
+# Celery reads the settings lazily, deep inside its command line's option parsing, where a
+# bad one would end in a long traceback: read them now, so it ends in one line instead.
+configured(lambda: settings.INSTALLED_APPS)
 
 app = Celery("digest")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -19,8 +25,6 @@ app.autodiscover_tasks()
 
 @app.on_after_finalize.connect
 def install_schedule(sender: Celery, **kwargs: object) -> None:
-    from django.conf import settings
-
     hours = ",".join(str(h) for h in settings.SCRAPE_DAILY_HOURS)
     sender.conf.beat_schedule = {
         # The day's list fills up as authors submit papers, so early runs are partial;
