@@ -246,6 +246,10 @@ SCRAPE_TRENDING_HOUR = envhours("SCRAPE_TRENDING_HOUR", "7")[0]
 SCRAPE_MIN_RATIO = envfloat("SCRAPE_MIN_RATIO", "0.25")
 # /healthz turns unhealthy when no scrape has succeeded for this long.
 HEALTH_MAX_SCRAPE_AGE = envint("HEALTH_MAX_SCRAPE_AGE", str(36 * 3600), minimum=60)
+# ...when no worker has stamped its heartbeat (every 30 s while consuming) for this long,
+HEALTH_MAX_WORKER_AGE = envint("HEALTH_MAX_WORKER_AGE", "180", minimum=60)
+# ...and when beat has neither started nor had the hourly planner run for this long.
+HEALTH_MAX_BEAT_AGE = envint("HEALTH_MAX_BEAT_AGE", str(2 * 3600 + 600), minimum=600)
 
 # --- email ------------------------------------------------------------------
 ADMINS = envaddresses("ADMINS")

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from digest import services
+from digest import heartbeats, services
 
 
 @shared_task
@@ -26,6 +26,7 @@ def plan_digests() -> dict[str, int]:
     from digest import sending
 
     report = sending.planner_run()
+    heartbeats.stamp(heartbeats.BEAT)  # beat fired it and a worker ran it: /healthz's "beat"
     return {"planned": report.planned, "waiting": report.waiting, "batches": report.batches, "stuck": report.stuck}
 
 
