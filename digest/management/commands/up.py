@@ -85,13 +85,17 @@ class Command(BaseCommand):
             "beat": [python, "-m", "celery", "-A", "digest", "beat", "--loglevel", "INFO"],
             "web": [python, str(settings.BASE_DIR / "manage.py"), "runserver", "--noreload", addr],
         }
-        procs = {name: self.spawn(cmd) for name, cmd in commands.items()}
-        self.stdout.write(
-            self.style.SUCCESS(f"serving http://{addr} with a worker and beat; emails land in {settings.OUTBOX_DIR}")
-        )
-        self.stdout.write("press Ctrl-C to stop")
+        procs: dict[str, subprocess.Popen[bytes]] = {}
         previous = signal.signal(signal.SIGTERM, _stop), signal.getsignal(signal.SIGINT)
         try:
+            for name, command in commands.items():
+                procs[name] = self.spawn(command)
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"serving http://{addr} with a worker and beat; emails land in {settings.OUTBOX_DIR}"
+                )
+            )
+            self.stdout.write("press Ctrl-C to stop")
             self.supervise(procs, commands)
         except (KeyboardInterrupt, Stopped):
             pass
