@@ -58,15 +58,25 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digest.settings")
     try:
         from django.conf import settings
-        from django.core.exceptions import ImproperlyConfigured
         from django.core.management import execute_from_command_line
+        from django.db import connection
+        from django.db.utils import OperationalError
     except ImportError:
         sys.exit("manage.py: Django is not installed; run `python3 manage.py up` once to set up .venv/")
+    from digest.startup import configured
+
+    configured(lambda: settings.INSTALLED_APPS)  # a bad variable: one line, not a traceback
     try:
-        settings.INSTALLED_APPS  # noqa: B018 - load settings now to report a bad variable in one line
-    except ImproperlyConfigured as exc:
-        sys.exit(f"configuration error: {exc}")
-    execute_from_command_line(sys.argv)
+        execute_from_command_line(sys.argv)
+    except OperationalError as exc:
+        # A database that cannot be reached (down, wrong host, port or password) is one line
+        # too; any other database error keeps its traceback.
+        try:
+            connection.close()
+            connection.ensure_connection()
+        except OperationalError:
+            sys.exit(f"database error: {str(exc).strip().splitlines()[0]}")
+        raise
 
 
 if __name__ == "__main__":

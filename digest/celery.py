@@ -6,21 +6,58 @@ from the admin; a disabled entry stays disabled across restarts.
 """
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 from celery.schedules import crontab
+from celery.signals import beat_init
+from django.conf import settings
+
+from digest import heartbeats
+from digest.startup import configured
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digest.settings")
+# Celery reads the settings lazily, deep inside its command line's option parsing, where a
+# bad one would end in a long traceback: read them now, so it ends in one line instead.
+configured(lambda: settings.INSTALLED_APPS)
 
 app = Celery("digest")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+class WorkerHeartbeat(bootsteps.StartStopStep):
+    """While the worker's consumer runs (connected to the broker, taking tasks), stamp its
+    heartbeat every few seconds; /healthz reports the worker stale when none is fresh."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        self.timer_entry: Any = None
+
+    def start(self, consumer: Any) -> None:
+        heartbeats.stamp(heartbeats.WORKER)
+        self.timer_entry = consumer.timer.call_repeatedly(
+            heartbeats.WORKER_INTERVAL, heartbeats.stamp, (heartbeats.WORKER,)
+        )
+
+    def stop(self, consumer: Any) -> None:
+        if self.timer_entry is not None:
+            self.timer_entry.cancel()
+            self.timer_entry = None
+
+
+app.steps["consumer"].add(WorkerHeartbeat)
+
+
+@beat_init.connect
+def beat_started(sender: object, **kwargs: object) -> None:
+    """A fresh beat counts as alive until its first hourly planner run is due."""
+    heartbeats.stamp(heartbeats.BEAT)
+
+
 @app.on_after_finalize.connect
 def install_schedule(sender: Celery, **kwargs: object) -> None:
-    from django.conf import settings
-
     hours = ",".join(str(h) for h in settings.SCRAPE_DAILY_HOURS)
     sender.conf.beat_schedule = {
         # The day's list fills up as authors submit papers, so early runs are partial;

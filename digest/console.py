@@ -19,6 +19,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from digest import selectors, sending
 from digest.addresses import normalize_email
+from digest.http import client_ip
 from digest.models import Subscriber
 from digest.services import rate_limit_hit
 
@@ -54,24 +55,27 @@ class ConsoleSite(admin.AdminSite):
     # --- login --------------------------------------------------------------------
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        """Refuse logins, without checking the password, once an IP address or a username
-        has failed too often within LOGIN_FAILURE_WINDOW."""
+        """Refuse logins, without checking the password, from an IP address that failed too
+        often within LOGIN_FAILURE_WINDOW, and for a username that did, from the addresses
+        that failed for it: a stranger's guesses must not keep the curator out."""
         if request.method != "POST":
             return super().login(request, extra_context)
-        from digest.views import client_ip
-
+        ip = client_ip(request)
         username = request.POST.get("username", "").strip().lower()[:150]
-        limits = [
-            (f"console-login:ip:{client_ip(request)}", settings.LOGIN_FAILURES_PER_IP),
-            (f"console-login:user:{username}", settings.LOGIN_FAILURES_PER_USERNAME),
-        ]
-        if any(cache.get(f"locked:{key}") for key, _ in limits):
+        ip_key = f"console-login:ip:{ip}"
+        user_key = f"console-login:user:{username}"
+        failed_here = f"{user_key}:failed-from:{ip}"
+        if cache.get(f"locked:{ip_key}") or (cache.get(f"locked:{user_key}") and cache.get(failed_here)):
             return self._login_limited(request, username)
         response = super().login(request, extra_context)
         failed = response.status_code == 200  # success redirects; a refused form is shown again
         if failed:
             window = settings.LOGIN_FAILURE_WINDOW
-            for key, limit in limits:
+            cache.set(failed_here, True, timeout=window)
+            for key, limit in (
+                (ip_key, settings.LOGIN_FAILURES_PER_IP),
+                (user_key, settings.LOGIN_FAILURES_PER_USERNAME),
+            ):
                 # The limit-th failure locks: the next attempt is refused.
                 if rate_limit_hit(key, limit=limit - 1, window=window):
                     cache.set(f"locked:{key}", True, timeout=window)

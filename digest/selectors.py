@@ -11,6 +11,7 @@ from django.db import connection
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
+from digest import heartbeats
 from digest.models import ConsentRecord, Delivery, Subscriber
 from digest.ranking import PaperIndex, Profile
 from digest.sending.editions import paper_doc
@@ -26,7 +27,8 @@ def latest_day_papers(*, limit: int) -> tuple[date | None, list[Paper]]:
 
 
 def health() -> dict[str, object]:
-    """Database, broker and the age of the last good scrape, for an uptime monitor."""
+    """Database, broker, the age of the last good scrape and of the worker's and beat's
+    heartbeats, for an uptime monitor."""
     checks: dict[str, object] = {}
     try:
         with connection.cursor() as cursor:
@@ -55,7 +57,13 @@ def health() -> dict[str, object]:
     checks["last_good_scrape_age_seconds"] = round(age) if age is not None else None
     stale = age is None or age > settings.HEALTH_MAX_SCRAPE_AGE
     checks["scrape"] = "stale" if stale else "ok"
-    checks["ok"] = checks["database"] == "ok" and checks["broker"] == "ok" and not stale
+    limits = {heartbeats.WORKER: settings.HEALTH_MAX_WORKER_AGE, heartbeats.BEAT: settings.HEALTH_MAX_BEAT_AGE}
+    names = {heartbeats.WORKER: "last_worker_heartbeat_age_seconds", heartbeats.BEAT: "last_planner_run_age_seconds"}
+    for part, limit in limits.items():
+        seen = heartbeats.age(part)
+        checks[names[part]] = round(seen) if seen is not None else None
+        checks[part] = "ok" if seen is not None and seen <= limit else "stale"
+    checks["ok"] = all(checks[part] == "ok" for part in ("database", "broker", "scrape", *limits))
     return checks
 
 

@@ -5,11 +5,13 @@ SQLite under var/, Celery on a filesystem broker under var/, and every email
 written to var/outbox/ as an .eml file. Production switches each part on by
 setting a variable (see .env.example and the README); no code is edited.
 
-A bad value stops start-up with one line naming the variable (manage.py,
-wsgi.py and celery.py turn ImproperlyConfigured into that line).
+A bad value stops start-up with one line naming the variable and a non-zero
+exit (manage.py, wsgi.py and celery.py turn ImproperlyConfigured into that line
+through digest/startup.py).
 """
 
 import calendar
+import ipaddress
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -84,6 +86,17 @@ def envaddresses(name: str, default: str = "") -> list[tuple[str, str]]:
     if raw and (not pairs or any("@" not in a for _, a in pairs)):
         raise ImproperlyConfigured(f"{name} must be a comma-separated list of email addresses, got {raw!r}")
     return pairs
+
+
+def envnetworks(name: str, default: str = "") -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated IP addresses and CIDR ranges: '10.0.0.0/8, 127.0.0.1'."""
+    raw = env(name, default)
+    try:
+        return [ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} must be IP addresses or CIDR ranges separated by commas, got {raw!r}"
+        ) from None
 
 
 VAR_DIR = Path(env("VAR_DIR") or BASE_DIR / "var")
@@ -234,6 +247,10 @@ SCRAPE_TRENDING_HOUR = envhours("SCRAPE_TRENDING_HOUR", "7")[0]
 SCRAPE_MIN_RATIO = envfloat("SCRAPE_MIN_RATIO", "0.25")
 # /healthz turns unhealthy when no scrape has succeeded for this long.
 HEALTH_MAX_SCRAPE_AGE = envint("HEALTH_MAX_SCRAPE_AGE", str(36 * 3600), minimum=60)
+# ...when no worker has stamped its heartbeat (every 30 s while consuming) for this long,
+HEALTH_MAX_WORKER_AGE = envint("HEALTH_MAX_WORKER_AGE", "180", minimum=60)
+# ...and when beat has neither started nor had the hourly planner run for this long.
+HEALTH_MAX_BEAT_AGE = envint("HEALTH_MAX_BEAT_AGE", str(2 * 3600 + 600), minimum=600)
 
 # --- email ------------------------------------------------------------------
 ADMINS = envaddresses("ADMINS")
@@ -302,11 +319,16 @@ STORAGES = {
 }
 ADMIN_URL = env("ADMIN_URL", "admin/").strip("/") + "/"
 # Failed console logins allowed per client IP and per username within the window; more
-# are refused without checking the password until the window ends.
+# are refused without checking the password until the window ends (for a username, only
+# from the addresses that failed for it, so nobody can lock a curator out from elsewhere).
 LOGIN_FAILURES_PER_IP = envint("LOGIN_FAILURES_PER_IP", "20", minimum=1)
 LOGIN_FAILURES_PER_USERNAME = envint("LOGIN_FAILURES_PER_USERNAME", "5", minimum=1)
 LOGIN_FAILURE_WINDOW = envint("LOGIN_FAILURE_WINDOW", "900", minimum=60)
 LOGIN_URL = f"/{ADMIN_URL}login/"
+# The proxies in front of web (addresses or CIDR ranges; none by default). Only a request
+# whose peer is one of them has its client read from X-Forwarded-For (digest/http.py), for
+# rate limits and consent records; anyone else could write that header themselves.
+TRUSTED_PROXIES = envnetworks("TRUSTED_PROXIES")
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

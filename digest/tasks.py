@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from digest import sending, services
+from digest import heartbeats, sending, services
 
 
 @shared_task
@@ -24,6 +24,7 @@ def sweep_confirmations() -> int:
 def plan_digests() -> dict[str, int]:
     """Beat's hourly planner: plan due digests, release held ones, sweep, fan out."""
     report = sending.planner_run()
+    heartbeats.stamp(heartbeats.BEAT)  # beat fired it and a worker ran it: /healthz's "beat"
     return {"planned": report.planned, "waiting": report.waiting, "batches": report.batches, "stuck": report.stuck}
 
 

@@ -1,5 +1,4 @@
 import functools
-import ipaddress
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -28,16 +27,9 @@ from digest.forms import (
     split_phrases,
     time_zone_options,
 )
+from digest.http import client_ip
 from digest.models import Subscriber
 from digest.tokens import BadToken, make_token, read_feedback_token, read_token
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    address = request.META.get("REMOTE_ADDR", "")
-    try:
-        return str(ipaddress.ip_address(address))
-    except ValueError:
-        return None
 
 
 def _lenient_phrases(value: str) -> list[str]:

@@ -39,6 +39,7 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         ("SITE_URL", "example.org", "SITE_URL must be an absolute http/https URL"),
         ("TIME_ZONE", "Mars/Olympus", "TIME_ZONE must be an IANA time zone"),
         ("SCRAPE_DAILY_HOURS", "6,25", "SCRAPE_DAILY_HOURS must be comma-separated hours 0-23"),
+        ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.local", "TRUSTED_PROXIES must be IP addresses or CIDR ranges"),
     ],
 )
 def test_it_refuses_a_bad_value_with_one_line_naming_the_variable(variable: str, value: str, message: str) -> None:
@@ -95,6 +96,25 @@ def test_docker_compose_agrees_with_settings_and_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     for variable in ("DATABASE_URL", "REDIS_URL", "EMAIL_HOST", "SITE_URL", "HF_BASE_URL", "SECRET_KEY"):
         assert f"`{variable}`" in readme
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """Compose's `${NAME:-default}` substitution, with `variables` standing in for the shell and .env."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: variables.get(m[1]) or m[2], value)
+
+
+def test_it_publishes_web_on_the_loopback_interface_unless_told_otherwise() -> None:
+    """Port 8000 is plain HTTP meant for the TLS proxy only: published on 127.0.0.1 by default."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name, port in (("web", "8000"), ("mailpit", "8025")):
+        (published,) = services[name]["ports"]
+        assert interpolate(published, {}) == f"127.0.0.1:{port}:{port}", name
+
+    (web,) = services["web"]["ports"]
+    assert interpolate(web, {"WEB_BIND_ADDRESS": "192.0.2.10"}) == "192.0.2.10:8000:8000"
+    env_example = (ROOT / ".env.example").read_text()
+    assert "WEB_BIND_ADDRESS" in env_example
+    assert "`WEB_BIND_ADDRESS`" in (ROOT / "README.md").read_text()
 
 
 def test_readme_quick_start_is_two_commands() -> None:

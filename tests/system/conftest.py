@@ -46,7 +46,9 @@ def system_feed(hf_fixtures: Path) -> Iterator[FeedServer]:
 
 @pytest.fixture
 def stack(tmp_path: Path, smtp_server, system_feed: FeedServer) -> Iterator[Stack]:
-    redis_url = REDIS.rsplit("/", 1)[0] + "/9"
+    # The Redis database REDIS_URL names: runs from different checkouts at once (each with
+    # its own database number) then never share a queue.
+    redis_url = REDIS
     redis.Redis.from_url(redis_url).flushdb()
     stack = Stack(
         tmp=tmp_path,

@@ -1,5 +1,7 @@
 """Run the whole service on this machine: web, a Celery worker and beat, with local defaults."""
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -83,24 +85,90 @@ class Command(BaseCommand):
             "beat": [python, "-m", "celery", "-A", "digest", "beat", "--loglevel", "INFO"],
             "web": [python, str(settings.BASE_DIR / "manage.py"), "runserver", "--noreload", addr],
         }
-        procs = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
-        self.stdout.write(
-            self.style.SUCCESS(f"serving http://{addr} with a worker and beat; emails land in {settings.OUTBOX_DIR}")
-        )
-        self.stdout.write("press Ctrl-C to stop")
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        previous = signal.signal(signal.SIGTERM, _stop), signal.getsignal(signal.SIGINT)
         try:
-            while all(p.poll() is None for p in procs.values()):
-                time.sleep(0.5)
-            dead = [name for name, p in procs.items() if p.poll() is not None]
-            self.stderr.write(f"{', '.join(dead)} stopped; shutting down the rest")
-        except KeyboardInterrupt:
+            for name, command in commands.items():
+                procs[name] = self.spawn(command)
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"serving http://{addr} with a worker and beat; emails land in {settings.OUTBOX_DIR}"
+                )
+            )
+            self.stdout.write("press Ctrl-C to stop")
+            self.supervise(procs, commands)
+        except (KeyboardInterrupt, Stopped):
             pass
         finally:
-            for p in procs.values():
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-            for p in procs.values():
-                try:
-                    p.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            # A second Ctrl-C or SIGTERM must not cut the shutdown short and orphan a child.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            self.stop_all(procs)
+            signal.signal(signal.SIGTERM, previous[0])
+            signal.signal(signal.SIGINT, previous[1])
+
+    def spawn(self, command: list[str]) -> subprocess.Popen[bytes]:
+        # Each child leads a process group of its own (a worker's pool processes are in it),
+        # so stopping it stops all of it; Ctrl-C reaches only up, which stops them in turn.
+        return subprocess.Popen(command, cwd=settings.BASE_DIR, start_new_session=True)
+
+    def supervise(self, procs: dict[str, subprocess.Popen[bytes]], commands: dict[str, list[str]]) -> None:
+        """Restart a child that exits, after a back-off that grows while it keeps failing."""
+        started = dict.fromkeys(procs, time.monotonic())
+        failures = dict.fromkeys(procs, 0)
+        due: dict[str, float] = {}
+        while True:
+            now = time.monotonic()
+            for name, proc in list(procs.items()):
+                if name in due:
+                    if now >= due[name]:
+                        del due[name]
+                        procs[name], started[name] = self.spawn(commands[name]), now
+                        self.stderr.write(f"{name} restarted")
+                    continue
+                code = proc.poll()
+                if code is None:
+                    if now - started[name] >= STABLE_AFTER:
+                        failures[name] = 0
+                    continue
+                _signal_group(proc, signal.SIGKILL)  # what the crashed child left, e.g. pool processes
+                delay = restart_delay(failures[name])
+                failures[name] += 1
+                due[name] = now + delay
+                self.stderr.write(f"{name} exited with code {code}; restarting it in {delay} s")
+            time.sleep(0.2)
+
+    def stop_all(self, procs: dict[str, subprocess.Popen[bytes]]) -> None:
+        for proc in procs.values():
+            if proc.poll() is None:
+                # The leader only: a worker stops its own pool processes (warm shutdown).
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            _signal_group(proc, signal.SIGKILL)  # the child, or what it left behind
+            proc.wait()
+
+
+# Seconds before the nth restart in a row of one child; the last one repeats.
+RESTART_DELAYS = (1, 2, 5, 10, 30)
+# A child that has run this long has recovered: its next crash waits the first delay again.
+STABLE_AFTER = 60
+
+
+def restart_delay(failures: int) -> int:
+    return RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)]
+
+
+class Stopped(Exception):
+    """SIGTERM (from a process manager or `timeout`), handled as Ctrl-C is."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
+        os.killpg(proc.pid, sig)

@@ -1,0 +1,22 @@
+"""A process's start on a bad setting: one readable line and a non-zero exit, not a traceback."""
+
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.core.exceptions import ImproperlyConfigured
+
+T = TypeVar("T")
+
+# gunicorn's "worker failed to boot": its master then stops instead of respawning workers
+# that would fail the same way. To any other program it is just a non-zero exit.
+BAD_CONFIGURATION = 3
+
+
+def configured(load: Callable[[], T]) -> T:
+    """`load()`, or exit with "configuration error: ..." when a setting is bad."""
+    try:
+        return load()
+    except ImproperlyConfigured as exc:
+        print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(BAD_CONFIGURATION) from None
