@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from celery import current_app as app
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -37,8 +38,6 @@ def health() -> dict[str, object]:
     except Exception as exc:
         checks["database"] = f"error: {exc.__class__.__name__}"
     try:
-        from digest.celery import app
-
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
         checks["broker"] = "ok"

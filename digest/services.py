@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from celery import current_app as app
 from django.conf import settings
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache
@@ -480,8 +481,6 @@ def console_url() -> str:
 def periodic_task_send(*, task: Any) -> str:
     """Run a beat entry now: send its task with its own arguments, as beat would; returns the task id."""
     import json
-
-    from digest.celery import app
 
     options: dict[str, Any] = {"queue": task.queue} if task.queue else {}
     result = app.send_task(
