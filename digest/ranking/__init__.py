@@ -30,56 +30,41 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date
-from functools import lru_cache
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
 
-# --------------------------------------------------------------------------- data
+from digest.ranking.data import PaperDoc, Profile, RankedItem
+from digest.ranking.feedback import (
+    FEEDBACK_DECAY,
+    FEEDBACK_LIMIT,
+    FEEDBACK_MAX_TERMS,
+    FEEDBACK_MIN,
+    FEEDBACK_STEP,
+    feedback_terms,
+    learn_weights,
+)
+from digest.ranking.text import doc_fields, normalize_name, normalize_text, profile_terms
 
-
-@dataclass(frozen=True, slots=True)
-class PaperDoc:
-    id: int  # Paper pk
-    arxiv_id: str
-    title: str
-    abstract: str
-    ai_summary: str
-    ai_keywords: tuple[str, ...]
-    authors: tuple[str, ...]
-    organization: str
-    upvotes: int
-    momentum: float = 0.0  # upvote growth since the previous scrape (>= 0)
-    pinned: bool = False  # curator's pick for the day: shown to everyone, first
-    pin_note: str = ""
-    day: date | None = None  # featured day (popularity is normalized per day)
-    # The caller should leave these papers out; the flags are a second line of defence.
-    hidden: bool = False
-    withdrawn: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Profile:
-    subscriber_id: int
-    topics: tuple[str, ...] = ()
-    excludes: tuple[str, ...] = ()
-    authors: tuple[str, ...] = ()
-    organizations: tuple[str, ...] = ()
-    weights: Mapping[str, float] = field(default_factory=dict)  # learned term -> +/- weight
-    max_papers: int = 10
-    already_sent: frozenset[int] = frozenset()  # Paper ids in the sent-paper ledger
-
-
-@dataclass(frozen=True, slots=True)
-class RankedItem:
-    paper_id: int
-    score: float
-    reason: str  # shown in the email: "matches: speculative decoding", "follows: Yann LeCun", ...
-
+__all__ = [
+    "FEEDBACK_DECAY",
+    "FEEDBACK_LIMIT",
+    "FEEDBACK_MAX_TERMS",
+    "FEEDBACK_MIN",
+    "FEEDBACK_STEP",
+    "TRENDING_REASON",
+    "PaperDoc",
+    "PaperIndex",
+    "Profile",
+    "RankedItem",
+    "feedback_terms",
+    "learn_weights",
+    "normalize_name",
+    "normalize_text",
+    "profile_terms",
+]
 
 # --------------------------------------------------------------------------- tuning
 
@@ -110,211 +95,11 @@ PIN_BONUS = 10.0
 # cache (perf-anchors.md: blocks of 10k beat blocks of 100k by 2x).
 BLOCK_SIZE = 8192
 
-# learn_weights
-FEEDBACK_STEP = 0.5
-FEEDBACK_DECAY = 0.9  # every new signal fades older ones
-FEEDBACK_LIMIT = 2.0  # |weight| cap per term
-FEEDBACK_MIN = 0.05  # weights that faded below this are dropped
-FEEDBACK_MAX_TERMS = 50
-FEEDBACK_TERMS_PER_PAPER = 8
 
 TRENDING_REASON = "trending today"
 
 # Reason kinds, in priority order: a pin explains itself first, then a follow, then a match.
 _PIN, _FOLLOW, _MATCH, _TRENDING = range(4)
-
-# --------------------------------------------------------------------------- normalization
-
-# A bound prefix is glued to the next word, which makes "multi-modal", "multi modal" and
-# "multimodal" one token ("multimodal"); other hyphens are spaces, so "vision-language"
-# is "vision language". The price: "modal" alone does not match "multi-modal".
-GLUE_PREFIXES = frozenset({"multi", "pre", "post", "non", "semi", "co", "re", "sub", "inter", "intra", "fine"})
-
-# Abbreviations are expanded (never contracted), on both sides: "LLMs" and "large
-# language models" both become "large language model", and a topic "language model"
-# still matches a paper that only says "LLM".
-ABBREVIATIONS = {
-    "llm": "large language model",
-    "mllm": "multimodal large language model",
-    "lmm": "large multimodal model",
-    "lm": "language model",
-    "vlm": "vision language model",
-    "vla": "vision language action model",
-    "asr": "speech recognition",
-    "tts": "text to speech",
-    "rl": "reinforcement learning",
-    "rlhf": "reinforcement learning from human feedback",
-    "rag": "retrieval augmented generation",
-    "moe": "mixture of experts",
-    "nlp": "natural language processing",
-    "cv": "computer vision",
-    "gnn": "graph neural network",
-    "cnn": "convolutional neural network",
-    "vit": "vision transformer",
-    "dit": "diffusion transformer",
-    "ldm": "latent diffusion model",
-    "gan": "generative adversarial network",
-    "sft": "supervised fine-tuning",
-    "dpo": "direct preference optimization",
-    "vqa": "visual question answering",
-    "ocr": "optical character recognition",
-    "ner": "named entity recognition",
-    "nerf": "neural radiance field",
-    "lora": "low-rank adaptation",
-}
-# Long forms that mean the same as a shorter canonical one.
-SYNONYMS = {"automatic speech recognition": "speech recognition"}
-
-STOPWORDS = frozenset({
-    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "how", "in", "into", "is",
-    "it", "its", "of", "on", "or", "our", "the", "their", "this", "to", "towards", "via", "we",
-    "what", "when", "where", "which", "while", "with", "without",
-})  # fmt: skip
-
-# A phrase never matches across these: sentence ends, commas, brackets, keyword borders.
-# A period inside a word or number ("2.5", "e.g") is not a border.
-_BORDERS = re.compile(r"[,;:!?()\[\]{}|\"“”«»]|\.(?!\w)")
-_NON_WORD = re.compile(r"[\W_]+")
-_APOSTROPHES = re.compile("['\u2019`]")  # ASCII, typographic and grave apostrophes
-
-
-def _fold(text: str) -> str:
-    if not text.isascii():
-        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return text.casefold()
-
-
-def _stem(token: str) -> str:
-    """Strip a plural: ies -> y; sses, xes, ches, shes -> drop es; s -> drop (not ss, us, is)."""
-    if len(token) <= 3 or token[-1] != "s" or not token.isalpha():
-        return token
-    if token.endswith("ies"):
-        return token[:-3] + "y"
-    if token.endswith(("sses", "xes", "ches", "shes")):
-        return token[:-2]
-    if token.endswith(("ss", "us", "is")):
-        return token
-    return token[:-1]
-
-
-def _base_tokens(chunk: str) -> list[str]:
-    """Tokens of a border-free chunk of folded text: prefixes glued, plurals stripped."""
-    out: list[str] = []
-    pending = ""
-    for raw in _NON_WORD.split(chunk):
-        if not raw:
-            continue
-        if pending:
-            raw, pending = pending + raw, ""
-        elif raw in GLUE_PREFIXES:
-            pending = raw
-            continue
-        out.append(raw)
-    if pending:
-        out.append(pending)
-    return out
-
-
-_EXPANSIONS = {_stem(abbr): tuple(_stem(t) for t in _base_tokens(long)) for abbr, long in ABBREVIATIONS.items()}
-
-
-@lru_cache(maxsize=1 << 17)
-def _token(raw: str) -> tuple[str, ...]:
-    stem = _stem(raw)
-    return _EXPANSIONS.get(stem, (stem,))
-
-
-def _chunk_tokens(chunk: str) -> list[str]:
-    return [t for raw in _base_tokens(chunk) for t in _token(raw)]
-
-
-_SYNONYMS = [
-    (f" {' '.join(_chunk_tokens(long))} ", f" {' '.join(_chunk_tokens(short))} ") for long, short in SYNONYMS.items()
-]
-
-
-def normalize_text(text: str) -> str:
-    """Normalize text for phrase matching, padded with spaces: ``" tok tok | tok "``.
-
-    ``|`` marks a border a phrase may not cross. A phrase occurs in a text when
-    ``" " + profile_terms(phrase) + " "`` is a substring of ``normalize_text(text)``.
-    """
-    text = _fold(_APOSTROPHES.sub("", text))
-    parts = [" ".join(tokens) for chunk in _BORDERS.split(text) if (tokens := _chunk_tokens(chunk))]
-    padded = f" {' | '.join(parts)} "
-    for long, short in _SYNONYMS:
-        padded = padded.replace(long, short)
-    return padded
-
-
-def profile_terms(phrase: str) -> str:
-    """The normalized form of a topic, exclude or learned term ("" when nothing is left).
-
-    Idempotent, so normalized terms (as :func:`learn_weights` stores them) can be fed back.
-    """
-    return normalize_text(phrase).strip()
-
-
-def _keywords_text(keywords: Iterable[str]) -> str:
-    parts = [n for kw in keywords if (n := profile_terms(kw))]
-    return f" {' | '.join(parts)} "
-
-
-def _doc_fields(paper: PaperDoc) -> tuple[str, str, str, str]:
-    """A paper's normalized texts, in FIELDS order."""
-    return (
-        normalize_text(paper.title),
-        _keywords_text(paper.ai_keywords),
-        normalize_text(paper.ai_summary),
-        normalize_text(paper.abstract),
-    )
-
-
-def normalize_name(name: str) -> str:
-    """Person or organization name for follow matching: case, diacritics, spacing."""
-    return " ".join(_NON_WORD.split(_fold(name))).strip()
-
-
-# --------------------------------------------------------------------------- feedback
-
-
-def feedback_terms(paper: PaperDoc) -> tuple[str, ...]:
-    """The normalized terms a "more / less like this" on ``paper`` adjusts.
-
-    Its AI keywords, which name what the paper is about; papers without them fall back
-    to the title's words.
-    """
-    terms = dict.fromkeys(t for kw in paper.ai_keywords if (t := profile_terms(kw)))
-    if not terms:
-        words = profile_terms(paper.title).split()
-        terms = dict.fromkeys(w for w in words if w != "|" and len(w) > 2 and w not in STOPWORDS)
-    return tuple(terms)[:FEEDBACK_TERMS_PER_PAPER]
-
-
-def learn_weights(weights: Mapping[str, float], paper: PaperDoc, signal: int) -> dict[str, float]:
-    """Return the subscriber's new term weights after "more" (+1) or "less" (-1) like ``paper``.
-
-    Older weights decay by FEEDBACK_DECAY, each of the paper's terms moves by
-    FEEDBACK_STEP, every weight stays within +/-FEEDBACK_LIMIT, faded ones are dropped
-    and only the FEEDBACK_MAX_TERMS strongest are kept, so the stored dict stays small.
-    """
-    if signal not in (1, -1):
-        raise ValueError(f"feedback signal must be 1 or -1, got {signal!r}")
-    learned: dict[str, float] = {}
-    for term, weight in weights.items():
-        normalized = profile_terms(term)
-        if normalized:
-            learned[normalized] = learned.get(normalized, 0.0) + float(weight) * FEEDBACK_DECAY
-    for term in feedback_terms(paper):
-        learned[term] = learned.get(term, 0.0) + signal * FEEDBACK_STEP
-    kept = (
-        (term, max(-FEEDBACK_LIMIT, min(FEEDBACK_LIMIT, weight)))
-        for term, weight in learned.items()
-        if abs(weight) >= FEEDBACK_MIN
-    )
-    strongest = sorted(kept, key=lambda tw: (-abs(tw[1]), tw[0]))[:FEEDBACK_MAX_TERMS]
-    return {term: round(weight, 4) for term, weight in strongest}
-
 
 # --------------------------------------------------------------------------- index
 
@@ -421,10 +206,10 @@ class PaperIndex:
         self._ids = [p.id for p in self.papers]
         n = len(self.papers)
 
-        self._fields = [_doc_fields(p) for p in self.papers]
+        self._fields = [doc_fields(p) for p in self.papers]
         arxiv_ids = {p.arxiv_id for p in self.papers}
         extra = {p.arxiv_id: p for p in background if p.arxiv_id not in arxiv_ids}
-        extra_fields = [_doc_fields(p) for p in extra.values()]
+        extra_fields = [doc_fields(p) for p in extra.values()]
         all_fields = self._fields + extra_fields
         # Whole-document text, for document frequency; "|" keeps fields apart.
         self._docs = ["|".join(f) for f in all_fields]
