@@ -29,7 +29,6 @@ keeps profiles small, but any superset works).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -46,7 +45,9 @@ from digest.ranking.feedback import (
     feedback_terms,
     learn_weights,
 )
+from digest.ranking.relevance import TopicMatch, TopicScorer
 from digest.ranking.text import doc_fields, normalize_name, normalize_text, profile_terms
+from digest.ranking.vocabulary import Vocabulary
 
 __all__ = [
     "FEEDBACK_DECAY",
@@ -68,18 +69,13 @@ __all__ = [
 
 # --------------------------------------------------------------------------- tuning
 
-# Field weights: a topic in the title or the keywords says far more than one in passing.
-FIELDS = ("title", "ai_keywords", "ai_summary", "abstract")
-FIELD_WEIGHTS = np.array([3.0, 2.5, 1.5, 1.0])
-BM25_K1 = 1.2
-BM25_B = 0.75
-
-# Relevance is squashed to [0, 1) as rel / (rel + REL_HALF); REL_HALF is about one
-# abstract-only mention of a fairly rare phrase, so a title/keyword match scores ~0.9.
-REL_HALF = 5.0
-W_RELEVANCE = 0.6
-W_POPULARITY = 0.3
-W_MOMENTUM = 0.1
+# Relevance (digest/ranking/relevance.py) is about 0 to 1 per topic. Popularity and
+# momentum (their blend is 0 to 1) and learned feedback weights move a paper by at most
+# SIMILAR: they reorder papers of similar relevance, never lift an off-topic one.
+SIMILAR = 0.1
+W_POPULARITY = 0.75
+W_MOMENTUM = 0.25
+LEARNED_SIMILAR = 1.0
 # Without topics, popularity and momentum are the whole score.
 W_TREND_POPULARITY = 0.8
 W_TREND_MOMENTUM = 0.2
@@ -102,15 +98,6 @@ TRENDING_REASON = "trending today"
 _PIN, _FOLLOW, _MATCH, _TRENDING = range(4)
 
 # --------------------------------------------------------------------------- index
-
-
-@dataclass(frozen=True, slots=True)
-class _Phrase:
-    """Where one normalized phrase occurs among the index's papers, and how well."""
-
-    papers: np.ndarray  # column indexes of the papers that contain it
-    scores: np.ndarray  # BM25 score of the phrase in each of those papers
-    by_paper: dict[int, float]  # the same, for reasons
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +150,11 @@ class _Queries:
     excludes: sparse.csr_array
     learned: sparse.csr_array
     follows: sparse.csr_array
-    matches: sparse.csr_array  # BM25 of each phrase in each paper
+    matches: sparse.csr_array  # fused relevance of each topic in each paper
     present: sparse.csr_array  # 1 where the phrase occurs
     followed: sparse.csr_array
+    topic_matches: list[TopicMatch]  # per topic column
+    slot_cols: list[dict[int, int]]  # per profile row: topic slot -> topic column
 
     def topics_one_per_row(self) -> sparse.csr_array:
         """``topics`` with each nonzero on its own row, so products keep topics apart."""
@@ -204,28 +193,20 @@ class PaperIndex:
         self.papers: tuple[PaperDoc, ...] = tuple(candidates)
         self.trending_reason = trending_reason
         self._ids = [p.id for p in self.papers]
-        n = len(self.papers)
 
-        self._fields = [doc_fields(p) for p in self.papers]
+        fields = [doc_fields(p) for p in self.papers]
         arxiv_ids = {p.arxiv_id for p in self.papers}
-        extra = {p.arxiv_id: p for p in background if p.arxiv_id not in arxiv_ids}
-        extra_fields = [doc_fields(p) for p in extra.values()]
-        all_fields = self._fields + extra_fields
-        # Whole-document text, for document frequency; "|" keeps fields apart.
-        self._docs = ["|".join(f) for f in all_fields]
-        self._n_docs = len(all_fields)
-        lengths = np.array([[len(f.split()) - f.count(" | ") for f in fs] for fs in all_fields], float)
-        lengths = lengths.reshape(len(all_fields), len(FIELDS))
-        average = np.maximum(lengths.mean(axis=0), 1.0) if len(all_fields) else np.ones(len(FIELDS))
-        # Per paper and field: the BM25 length-normalized k1, computed once.
-        self._k1_norm = BM25_K1 * (1 - BM25_B + BM25_B * lengths[:n] / average)
-
+        extra = [p for p in {p.arxiv_id: p for p in background}.values() if p.arxiv_id not in arxiv_ids]
+        vocabulary = Vocabulary(f"{p.title}. {p.abstract} {p.ai_summary}" for p in (*self.papers, *extra))
+        self._scorer = TopicScorer(fields, [doc_fields(p) for p in extra], vocabulary)
+        # Whole-document text of the candidates, for excludes and learned terms; "|" keeps fields apart.
+        self._docs = ["|".join(f) for f in fields]
         self._postings: dict[str, list[int]] = {}
-        for doc_index, doc in enumerate(self._docs):
+        for col, doc in enumerate(self._docs):
             for token in set(doc.split()):
-                self._postings.setdefault(token, []).append(doc_index)
+                self._postings.setdefault(token, []).append(col)
         self._postings.pop("|", None)
-        self._phrases: dict[str, _Phrase | None] = {}
+        self._phrases: dict[str, np.ndarray | None] = {}
 
         self._pinned = np.array([p.pinned for p in self.papers], bool)
         self._pin_reasons = [
@@ -252,30 +233,20 @@ class PaperIndex:
 
     # ----------------------------------------------------------------- features
 
-    def _phrase(self, phrase: str) -> _Phrase | None:
-        """Features of one normalized phrase; None when no candidate paper contains it."""
+    def _phrase(self, phrase: str) -> np.ndarray | None:
+        """Columns of the papers containing a normalized phrase verbatim (for excludes
+        and learned terms); None when there are none."""
         if phrase in self._phrases:
             return self._phrases[phrase]
-        feature = None
+        present = None
         tokens = [t for t in phrase.split() if t != "|"]
         postings = sorted((self._postings.get(t, ()) for t in tokens), key=len)
         if tokens and postings[0]:
-            docs = set(postings[0]).intersection(*postings[1:])
             needle = f" {phrase} "
-            present = sorted(d for d in docs if needle in self._docs[d])
-            n_papers = len(self.papers)
-            if present and present[0] < n_papers:
-                df = len(present)
-                idf = math.log(1 + (self._n_docs - df + 0.5) / (df + 0.5))
-                # Lookarounds, not the spaces themselves, so back-to-back occurrences all count.
-                pattern = re.compile(rf"(?<= ){re.escape(phrase)}(?= )")
-                cols = [d for d in present if d < n_papers]
-                tf = np.array([[len(pattern.findall(f)) for f in self._fields[c]] for c in cols], float)
-                saturated = tf * (BM25_K1 + 1) / (tf + self._k1_norm[cols])
-                scores = idf * (saturated @ FIELD_WEIGHTS)
-                feature = _Phrase(np.array(cols, np.int64), scores, dict(zip(cols, scores.tolist(), strict=True)))
-        self._phrases[phrase] = feature
-        return feature
+            cols = sorted(c for c in set(postings[0]).intersection(*postings[1:]) if needle in self._docs[c])
+            present = np.array(cols, np.int64) if cols else None
+        self._phrases[phrase] = present
+        return present
 
     def _organization(self, name: str) -> list[int]:
         """Papers whose organization contains the followed one on word boundaries
@@ -338,10 +309,10 @@ class PaperIndex:
         matched = relevance > 0
         scores = np.where(
             q.selective[:, None],
-            W_RELEVANCE * relevance / (relevance + REL_HALF) + self._blend,
-            self._trend,
+            relevance + SIMILAR * (self._blend + LEARNED_SIMILAR * np.tanh(learned)),
+            self._trend + LEARNED_MAX * np.tanh(learned),
         )
-        scores += FOLLOW_LIFT * follows + LEARNED_MAX * np.tanh(learned) + PIN_BONUS * self._pinned
+        scores += FOLLOW_LIFT * follows + PIN_BONUS * self._pinned
         eligible = ~excluded & (~q.selective[:, None] | matched | follows | self._pinned)
         scores[~eligible] = -np.inf
 
@@ -356,13 +327,19 @@ class PaperIndex:
         kinds[:, self._pinned] = _PIN
         best, second = self._best_topics(q, scores.shape)
         picked = [np.take_along_axis(m, order, axis=1).tolist() for m in (scores, kinds, best, second)]
-        for profile, interest, *candidates in zip(profiles, q.interests, order.tolist(), *picked, strict=True):
-            ranked[profile.subscriber_id] = self._pick(profile, interest, *candidates)
+        for row, (profile, interest, *candidates) in enumerate(
+            zip(profiles, q.interests, order.tolist(), *picked, strict=True)
+        ):
+            ranked[profile.subscriber_id] = self._pick(
+                profile, interest, q.topic_matches, q.slot_cols[row], *candidates
+            )
 
     def _pick(
         self,
         profile: Profile,
         interest: _Interest,
+        topic_matches: list[TopicMatch],
+        slots: dict[int, int],
         cols: list[int],
         scores: list[float],
         kinds: list[int],
@@ -383,9 +360,13 @@ class PaperIndex:
             if paper_id in sent:
                 continue
             if kind == _MATCH:
-                reason = f"matches: {interest.topics[first][1]}"
-                if runner_up >= 0:
-                    reason = f"{reason}, {interest.topics[runner_up][1]}"
+                evidence = topic_matches[slots[first]].evidence.get(col)
+                if evidence is None:
+                    reason = f"matches: {interest.topics[first][1]}"
+                    if runner_up >= 0 and col not in topic_matches[slots[runner_up]].evidence:
+                        reason = f"{reason}, {interest.topics[runner_up][1]}"
+                else:
+                    reason = f"about {interest.topics[first][1]} ({evidence})"
             elif kind == _TRENDING:
                 reason = self.trending_reason
             elif kind == _PIN:
@@ -399,7 +380,10 @@ class PaperIndex:
         """The block's sparse query matrices, over the phrases and follows it uses."""
         n_papers = len(self.papers)
         phrase_cols: dict[str, int] = {}
-        phrase_features: list[_Phrase] = []
+        phrase_features: list[np.ndarray] = []
+        topic_cols: dict[str, int] = {}
+        topic_matches: list[TopicMatch] = []
+        slot_cols: list[dict[int, int]] = []
         follow_cols: dict[tuple[str, str], int] = {}
         follow_papers: list[list[int]] = []
 
@@ -411,6 +395,16 @@ class PaperIndex:
                     return None
                 col = phrase_cols[term] = len(phrase_features)
                 phrase_features.append(feature)
+            return col
+
+        def topic_col(term: str) -> int | None:
+            col = topic_cols.get(term)
+            if col is None:
+                match = self._scorer.score(term)
+                if match is None:
+                    return None
+                col = topic_cols[term] = len(topic_matches)
+                topic_matches.append(match)
             return col
 
         def follow_col(kind: str, name: str) -> int | None:
@@ -435,10 +429,13 @@ class PaperIndex:
             interest = self._interest(profile, seen)
             interests.append(interest)
             selective[row] = bool(interest.topics or interest.authors or interest.organizations)
+            slots: dict[int, int] = {}
             for slot, (term, _) in enumerate(interest.topics):
-                if (col := phrase_col(term)) is not None:
+                if (col := topic_col(term)) is not None:
                     topics.add(row, col)
                     topic_slots.append(slot)
+                    slots[slot] = col
+            slot_cols.append(slots)
             for term in interest.excludes:
                 if (col := phrase_col(term)) is not None:
                     excludes.add(row, col)
@@ -450,26 +447,31 @@ class PaperIndex:
                     if (col := follow_col(kind, name)) is not None:
                         follows.add(row, col)
 
-        n_rows, n_phrases = len(profiles), len(phrase_features)
+        n_rows, n_phrases, n_topics = len(profiles), len(phrase_features), len(topic_matches)
         feature_coo = _Coo()
         for col, feature in enumerate(phrase_features):
-            feature_coo.extend(col, feature.papers, feature.scores)
+            feature_coo.extend(col, feature.tolist())
+        topic_coo = _Coo()
+        for col, match in enumerate(topic_matches):
+            topic_coo.extend(col, match.cols.tolist(), match.values.tolist())
         followed = _Coo()
         for col, papers in enumerate(follow_papers):
             followed.extend(col, papers)
         return _Queries(
             interests=interests,
             selective=selective,
-            topics=topics.matrix((n_rows, n_phrases)),
+            topics=topics.matrix((n_rows, n_topics)),
             topic_rows=np.array(topics.rows, np.int64),
             topic_cols=np.array(topics.cols, np.int64),
             topic_slots=np.array(topic_slots, np.int64),
             excludes=excludes.matrix((n_rows, n_phrases)),
             learned=learned.matrix((n_rows, n_phrases)),
             follows=follows.matrix((n_rows, len(follow_papers))),
-            matches=feature_coo.matrix((n_phrases, n_papers)),
+            matches=topic_coo.matrix((n_topics, n_papers)),
             present=feature_coo.matrix((n_phrases, n_papers), ones=True),
             followed=followed.matrix((len(follow_papers), n_papers)),
+            topic_matches=topic_matches,
+            slot_cols=slot_cols,
         )
 
     def _best_topics(self, q: _Queries, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
