@@ -60,13 +60,13 @@ FEEDBACK_TERMS = 12
 FEEDBACK_MIN_SHARE = 0.4
 # A part of a topic carrying this share of its IDF, verbatim in a title, keywords or
 # summary, admits a paper: "KV cache" for "KV cache compression".
-PARTIAL_SHARE = 0.7
+PARTIAL_SHARE = 0.6
 ALL_FIELDS = slice(0, 4)
-STRONG_FIELDS = slice(0, 3)
+STRONG_FIELDS = slice(0, 4)
 
 # A topic's mean IDF at or above RARITY_IDF (df about 2 % of papers) counts fully.
 RARITY_IDF = 4.0
-RARITY_FLOOR = 0.25
+RARITY_FLOOR = 0.1
 # A narrower acronym counts in papers covering this much of the topic's own words.
 NARROWER_COVERAGE = 0.3
 
