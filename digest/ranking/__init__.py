@@ -353,6 +353,7 @@ class PaperIndex:
         sent = profile.already_sent
         ids = self._ids
         no_score = -math.inf
+        item = RankedItem
         for col, score, kind, first, runner_up in zip(cols, scores, kinds, best, second, strict=True):
             if len(items) >= limit or score == no_score:
                 break
@@ -373,7 +374,7 @@ class PaperIndex:
                 reason = self._pin_reasons[col]
             else:
                 reason = self._follow_reason(interest, col)
-            items.append(RankedItem(paper_id, score, reason))
+            items.append(item(paper_id, score, reason))
         return items
 
     def _queries(self, profiles: Sequence[Profile]) -> _Queries:

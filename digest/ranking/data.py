@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +40,9 @@ class Profile:
     already_sent: frozenset[int] = frozenset()  # Paper ids in the sent-paper ledger
 
 
-@dataclass(frozen=True, slots=True)
-class RankedItem:
+class RankedItem(NamedTuple):
+    """A named tuple, not a dataclass: a million digests make millions of them."""
+
     paper_id: int
     score: float
     reason: str  # shown in the email: "matches: speculative decoding", "follows: Yann LeCun", ...

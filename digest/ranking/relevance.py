@@ -43,8 +43,8 @@ K1 = 1.2
 B = 0.75
 
 # The fused relevance: weights of coverage, verbatim phrase, proximity and feedback.
-W_COVERAGE = 0.45
-W_PHRASE = 0.35
+W_COVERAGE = 0.8
+W_PHRASE = 0.6
 W_PROXIMITY = 0.15
 W_FEEDBACK = 0.25
 # Another name of the topic (an acronym) is as good as the topic, nearly.
@@ -58,6 +58,10 @@ FEEDBACK_DOCS = 8
 FEEDBACK_MIN_DOCS = 3
 FEEDBACK_TERMS = 12
 FEEDBACK_MIN_SHARE = 0.4
+# A paper with some of the topic's words and this share of the feedback terms' weight
+# is admitted; its reason names FEEDBACK_SHOWN of them.
+FEEDBACK_ADMIT = 0.3
+FEEDBACK_SHOWN = 2
 # A part of a topic carrying this share of its IDF, verbatim in a title, keywords or
 # summary, admits a paper: "KV cache" for "KV cache compression".
 PARTIAL_SHARE = 0.6
@@ -100,7 +104,7 @@ class _Doc:
 
     __slots__ = ("lengths", "positions", "tf")
 
-    def __init__(self, fields: Sequence[str]) -> None:
+    def __init__(self, fields: Sequence[str], surface: dict[str, str]) -> None:
         self.tf: list[dict[str, int]] = []
         self.lengths = np.zeros(len(fields))
         # stem -> [(chunk number, position in the chunk's content words)]
@@ -112,6 +116,7 @@ class _Doc:
                 words = content(chunk.split())
                 for position, word in enumerate(words):
                     s = stem(word)
+                    surface.setdefault(s, word)
                     counts[s] = counts.get(s, 0) + 1
                     self.positions.setdefault(s, []).append((chunk_no, position))
                 chunk_no += 1
@@ -129,9 +134,14 @@ class TopicScorer:
         self.vocabulary = vocabulary
         self.n = len(candidates)
         self._texts = ["|".join(f) for f in candidates]
+        self._words: dict[str, set[int]] = {}  # normalized word -> candidate columns
+        for col, text in enumerate(self._texts):
+            for word in set(text.split()):
+                self._words.setdefault(word, set()).add(col)
         self._field_texts = candidates
-        docs = [_Doc(f) for f in candidates]
-        back = [_Doc(f) for f in background]
+        self._surface: dict[str, str] = {}  # stem -> the first word seen with it, for reasons
+        docs = [_Doc(f, self._surface) for f in candidates]
+        back = [_Doc(f, self._surface) for f in background]
         self._docs = docs
         every = docs + back
         self._n_docs = max(len(every), 1)
@@ -184,7 +194,11 @@ class TopicScorer:
         out = np.zeros(self.n)
         needle = f" {terms} "
         pattern = None
-        for col, text in enumerate(self._texts):
+        words = terms.split()
+        if any(w not in self._words for w in words):
+            return out
+        for col in set.intersection(*(self._words[w] for w in words)):
+            text = self._texts[col]
             if needle in text:
                 pattern = pattern or re.compile(rf"(?<= ){re.escape(terms)}(?= )")
                 tf = np.array([len(pattern.findall(f)) for f in self._field_texts[col]], float)
@@ -267,7 +281,16 @@ class TopicScorer:
             new &= ~admitted
             evidence[new] = shown
             admitted |= new
-        value = value + W_FEEDBACK * self._feedback(terms, value, admitted)
+        feedback, shown = self._feedback(terms, value, admitted)
+        value = value + W_FEEDBACK * feedback
+        if len(words) > 1 and shown:
+            # Part of the topic plus much of what its best matches share: "web agents"
+            # for "GUI agents" when GUI papers keep saying "web", "screenshot", "click".
+            partly = self.coverage(stems) > 0
+            by_feedback = ~admitted & partly & (feedback >= FEEDBACK_ADMIT)
+            for col in np.flatnonzero(by_feedback):
+                evidence[col] = ", ".join(shown[int(col)][:FEEDBACK_SHOWN])
+            admitted |= by_feedback
         cols = np.flatnonzero(admitted)
         if not len(cols):
             return None
@@ -300,13 +323,13 @@ class TopicScorer:
                     parts.append((" ".join(span), " ".join(span)))
         return parts
 
-    def _feedback(self, terms: str, value: np.ndarray, admitted: np.ndarray) -> np.ndarray:
+    def _feedback(self, terms: str, value: np.ndarray, admitted: np.ndarray) -> tuple[np.ndarray, dict[int, list[str]]]:
         """RM3-like expansion from the topic's best admitted papers: the share of the
         expansion terms' weight each paper carries, and which of them it uses."""
         out = np.zeros(self.n)
         ranked = [c for c in np.argsort(-value, kind="stable") if admitted[c]][:FEEDBACK_DOCS]
         if len(ranked) < FEEDBACK_MIN_DOCS:
-            return out
+            return out, {}
         query = {stem(w) for w in content(terms.split())}
         for variant in self.vocabulary.variants(terms):
             query |= {stem(w) for w in content(variant.terms.split())}
@@ -321,11 +344,12 @@ class TopicScorer:
         }
         best = sorted(weights, key=lambda s: (-weights[s], s))[:FEEDBACK_TERMS]
         if not best:
-            return out
+            return out, {}
         total = sum(weights[s] for s in best)
         for s in best:
             out += weights[s] * self._sat[s]
-        return out / total
+        shown = {int(c): [self._surface[s] for s in best if self._sat[s][c] > 0] for c in np.flatnonzero(out)}
+        return out / total, shown
 
 
 def _min_span(lists: list[list[int]]) -> int:

@@ -101,19 +101,32 @@ class Vocabulary:
                 self.long_of[short] = long
                 self.shown[short] = written
         self._shorts_by_long: dict[str, list[str]] = {}
+        self._longs_by_word: dict[str, set[str]] = {}
         for short, long in self.long_of.items():
             self._shorts_by_long.setdefault(long, []).append(short)
+            for word in long.split():
+                self._longs_by_word.setdefault(word, set()).add(long)
+        self._variants: dict[str, list[Variant]] = {}
 
     def __len__(self) -> int:
         return len(self.long_of)
 
     def variants(self, terms: str) -> list[Variant]:
         """Other names of a normalized topic: never the topic itself."""
+        cached = self._variants.get(terms)
+        if cached is None:
+            cached = self._variants[terms] = self._find_variants(terms)
+        return cached
+
+    def _find_variants(self, terms: str) -> list[Variant]:
         out: dict[str, Variant] = {}
         if terms in self.long_of:
             out[self.long_of[terms]] = Variant(self.long_of[terms], self.long_of[terms])
         padded = f" {terms} "
-        for long, shorts in self._shorts_by_long.items():
+        # Only long forms sharing a word with the topic can contain it or sit inside it.
+        longs = set().union(*(self._longs_by_word.get(w, ()) for w in terms.split()))
+        for long in sorted(longs):
+            shorts = self._shorts_by_long[long]
             if long == terms or f" {terms} " in f" {long} " or _near(terms, long):
                 for short in shorts:
                     out.setdefault(short, Variant(short, self.shown[short], narrower=long != terms))

@@ -26,6 +26,8 @@ from django.utils import timezone
 
 from digest import sending
 from digest.models import Delivery, Subscriber
+from digest.ranking.bench import rank_only
+from digest.ranking.evaluation import load_pool
 from digest.rendering import NaiveRenderer
 from digest.smtpsink import Sink
 from papers.feed import FeedError, parse_api_items
@@ -77,6 +79,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=settings.DIGEST_BATCH_SIZE)
         parser.add_argument("--processes", type=int, default=1, help="sending processes, like a worker's concurrency")
         parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument("--rank-only", action="store_true", help="time the rank stage alone, without a database")
 
     def handle(self, *args, **options) -> None:
         if options["subscribers"] < 1 or options["papers"] < 1 or options["processes"] < 1:
@@ -89,6 +92,17 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read the fixture papers in {source}: {exc}") from None
         if options["papers"] > len(items):
             raise CommandError(f"--papers may be at most {len(items)} (the papers in {source.name})")
+        if options["rank_only"]:
+            pool = load_pool(source)
+            for line in rank_only(
+                pool,
+                day_papers=options["papers"],
+                subscribers=options["subscribers"],
+                batch_size=options["batch_size"],
+                seed=options["seed"],
+            ):
+                self.stdout.write(line)
+            return
         old_name = connection.settings_dict["NAME"]
         test = connection.settings_dict.setdefault("TEST", {})
         test["NAME"] = (
