@@ -73,6 +73,8 @@ __all__ = [
 # momentum (their blend is 0 to 1) and learned feedback weights move a paper by at most
 # SIMILAR: they reorder papers of similar relevance, never lift an off-topic one.
 SIMILAR = 0.1
+# Each topic beyond a paper's best one adds this share of its relevance.
+MORE_TOPICS = 0.25
 W_POPULARITY = 0.75
 W_MOMENTUM = 0.25
 LEARNED_SIMILAR = 1.0
@@ -301,7 +303,10 @@ class PaperIndex:
     def _rank_block(self, profiles: Sequence[Profile], ranked: dict[int, list[RankedItem]]) -> None:
         n_papers = len(self.papers)
         q = self._queries(profiles)
-        relevance = (q.topics @ q.matches).toarray()
+        best, second, top = self._best_topics(q, (len(profiles), n_papers))
+        # A paper on one of the topics is on topic: the best topic counts, each further
+        # one adds a little, so matching two topics weakly never beats one strongly.
+        relevance = top + MORE_TOPICS * ((q.topics @ q.matches).toarray() - top)
         excluded = (q.excludes @ q.present).toarray() > 0
         learned = (q.learned @ q.present).toarray()
         follows = (q.follows @ q.followed).toarray() > 0
@@ -325,7 +330,6 @@ class PaperIndex:
         kinds[matched] = _MATCH
         kinds[follows] = _FOLLOW
         kinds[:, self._pinned] = _PIN
-        best, second = self._best_topics(q, scores.shape)
         picked = [np.take_along_axis(m, order, axis=1).tolist() for m in (scores, kinds, best, second)]
         for row, (profile, interest, *candidates) in enumerate(
             zip(profiles, q.interests, order.tolist(), *picked, strict=True)
@@ -475,27 +479,30 @@ class PaperIndex:
             slot_cols=slot_cols,
         )
 
-    def _best_topics(self, q: _Queries, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def _best_topics(self, q: _Queries, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per (profile, paper): the slot of the profile's best-matching topic and of the
-        runner-up (-1 for none), so reasons name the topics that weigh most."""
+        runner-up (-1 for none), so reasons name the topics that weigh most, and the
+        best topic's relevance."""
         best = np.full(shape, -1, np.int16)
         second = np.full(shape, -1, np.int16)
-        # One row per (profile, topic) pair: its BM25 score in every paper.
+        top = np.zeros(shape)
+        # One row per (profile, topic) pair: its relevance in every paper.
         per_topic = (q.topics_one_per_row() @ q.matches).tocoo()
         if not per_topic.nnz:
-            return best, second
+            return best, second, top
         entry, paper, value = per_topic.coords[0], per_topic.coords[1], per_topic.data
         row, slot = q.topic_rows[entry], q.topic_slots[entry]
         order = np.lexsort((slot, -value, paper, row))
-        row, paper, slot = row[order], paper[order], slot[order]
+        row, paper, slot, value = row[order], paper[order], slot[order], value[order]
         starts = np.flatnonzero(np.r_[True, (row[1:] != row[:-1]) | (paper[1:] != paper[:-1])])
         best[row[starts], paper[starts]] = slot[starts]
+        top[row[starts], paper[starts]] = value[starts]
         nexts = starts + 1
         nexts = nexts[nexts < len(row)]
         same = (row[nexts] == row[nexts - 1]) & (paper[nexts] == paper[nexts - 1])
         nexts = nexts[same]
         second[row[nexts], paper[nexts]] = slot[nexts]
-        return best, second
+        return best, second, top
 
     def _follow_reason(self, interest: _Interest, col: int) -> str:
         names = self._author_names[col]
