@@ -58,7 +58,7 @@ def find_definitions(text: str) -> Iterable[tuple[str, str]]:
     """(short form, long form) pairs defined in ``text``, as written."""
     for match in _DEFINITION.finditer(text):
         short = match.group(1)
-        if sum(c.isupper() for c in short) < 2 or len(short.rstrip("s")) < MIN_SHORT - 1:
+        if sum(c.isupper() for c in short) < 2 or len(short.rstrip("s")) < MIN_SHORT:
             continue
         before = text[: match.start()]
         # Only the clause the parenthesis closes: stop at a sentence end or another bracket.
