@@ -82,13 +82,14 @@ LEARNED_SIMILAR = 1.0
 # Without topics, popularity and momentum are the whole score.
 W_TREND_POPULARITY = 0.8
 W_TREND_MOMENTUM = 0.2
-# Above the largest blend (1.0): a followed author's paper beats any topic-only match.
-FOLLOW_LIFT = 1.0
+# Above any relevance a profile's topics can add up to (each topic is at most about 2):
+# a followed author's paper beats any topic-only match.
+FOLLOW_LIFT = 10.0
 # Learned weights move a paper by at most this much: enough to reorder, never to outrank
 # a follow or to let an unrelated paper in (they never make a paper eligible).
 LEARNED_MAX = 0.5
 # Above every other score, so pins sort first; the reported score includes it.
-PIN_BONUS = 10.0
+PIN_BONUS = 100.0
 
 # Scoring is done in blocks of subscribers so the dense (block x papers) scores stay in
 # cache (perf-anchors.md: blocks of 10k beat blocks of 100k by 2x).

@@ -133,8 +133,9 @@ class TopicScorer:
     ):
         self.vocabulary = vocabulary
         self.n = len(candidates)
-        self._texts = ["|".join(f) for f in candidates]
-        self._words: dict[str, set[int]] = {}  # normalized word -> candidate columns
+        # Normalized whole texts, candidates first, and their words' postings.
+        self._texts = ["|".join(f) for f in (*candidates, *background)]
+        self._words: dict[str, set[int]] = {}
         for col, text in enumerate(self._texts):
             for word in set(text.split()):
                 self._words.setdefault(word, set()).add(col)
@@ -171,11 +172,21 @@ class TopicScorer:
         df = self._df.get(s, 0)
         return math.log(1 + (self._n_docs - df + 0.5) / (df + 0.5))
 
-    def rarity(self, words: Sequence[str]) -> float:
+    def rarity(self, terms: str) -> float:
         """Between RARITY_FLOOR and 1: a topic most papers mention weighs less beside a
-        rare one in the same profile (its order within the topic is unchanged)."""
-        mean = sum(self.idf(stem(w)) for w in words) / len(words)
-        return RARITY_FLOOR + (1 - RARITY_FLOOR) * min(1.0, mean / RARITY_IDF)
+        rare one in the same profile (its order within the topic is unchanged). The IDF
+        of the phrase itself, over the candidates and the background."""
+        df = len(self._containing(terms))
+        idf = math.log(1 + (len(self._texts) - df + 0.5) / (df + 0.5))
+        return RARITY_FLOOR + (1 - RARITY_FLOOR) * min(1.0, idf / RARITY_IDF)
+
+    def _containing(self, terms: str) -> list[int]:
+        """Columns (candidates, then background) whose text holds the phrase verbatim."""
+        words = terms.split()
+        if not words or any(w not in self._words for w in words):
+            return []
+        needle = f" {terms} "
+        return [c for c in set.intersection(*(self._words[w] for w in words)) if needle in self._texts[c]]
 
     # ----------------------------------------------------------------- signals
 
@@ -192,14 +203,9 @@ class TopicScorer:
     def phrase(self, terms: str, fields: slice = ALL_FIELDS) -> np.ndarray:
         """Field-weighted, saturated count of the verbatim phrase, in [0, 1)."""
         out = np.zeros(self.n)
-        needle = f" {terms} "
         pattern = None
-        words = terms.split()
-        if any(w not in self._words for w in words):
-            return out
-        for col in set.intersection(*(self._words[w] for w in words)):
-            text = self._texts[col]
-            if needle in text:
+        for col in self._containing(terms):
+            if col < self.n:
                 pattern = pattern or re.compile(rf"(?<= ){re.escape(terms)}(?= )")
                 tf = np.array([len(pattern.findall(f)) for f in self._field_texts[col]], float)
                 tf[: fields.start or 0] = 0
@@ -294,7 +300,7 @@ class TopicScorer:
         cols = np.flatnonzero(admitted)
         if not len(cols):
             return None
-        value = value * self.rarity(words)
+        value = value * self.rarity(terms)
         kinds = np.array([VERBATIM if evidence[c] == "" else RELATED for c in cols], np.int8)
         return TopicMatch(
             cols=cols,
