@@ -3,21 +3,23 @@
 Pure on purpose: no Django, no database, no network, so it is fast to test and to
 benchmark. The caller builds one :class:`PaperIndex` per digest (a day's papers, or a
 week's for weekly subscribers) and calls :meth:`PaperIndex.rank` with batches of
-:class:`Profile`; the index caches phrase features, so later batches reuse them.
+:class:`Profile`; the index caches topic scores, so later batches reuse them.
 
 How a paper is scored for one subscriber:
 
-* Relevance: each topic phrase is matched on word boundaries in the title, AI keywords,
-  AI summary and abstract (field weights, BM25 saturation per field), weighted by the
-  phrase's rarity (IDF over the index's papers plus ``background`` papers).
+* Relevance: each distinct topic is scored once per index against all its papers by
+  :mod:`digest.ranking.relevance` (BM25F over title, AI keywords, AI summary and
+  abstract, the verbatim phrase, proximity, acronyms learned by
+  :mod:`digest.ranking.vocabulary`, pseudo-relevance feedback; IDF over the index's
+  papers plus ``background`` papers). A paper without evidence for any topic is out.
 * Both sides go through one normalization (:func:`normalize_text`): case and
   diacritics, simple plurals, hyphens, common abbreviations.
-* Excludes remove a paper, followed authors or organizations lift it strongly, learned
-  feedback weights nudge it, popularity (upvotes, normalized per featured day) and
-  momentum blend in, curator pins come first.
+* Excludes remove a paper, followed authors or organizations lift it above every
+  topic-only match, popularity (upvotes, normalized per featured day), momentum and
+  learned feedback weights reorder papers of similar relevance, curator pins come first.
 
-The work is bulk linear algebra: a sparse (subscribers x phrases) query matrix times a
-sparse (phrases x papers) feature matrix. Python touches each subscriber only to pick
+The work is bulk linear algebra: a sparse (subscribers x topics) query matrix times a
+sparse (topics x papers) relevance matrix. Python touches each subscriber only to pick
 the top few papers of its dense score row and to write their reasons.
 
 The caller's duties: leave hidden and withdrawn papers out of ``papers`` (or set the

@@ -20,8 +20,9 @@ to a topic fuses four signals, each in [0, 1):
 Each of the topic's other names from :class:`~digest.ranking.vocabulary.Vocabulary`
 (acronym, long form) is scored the same way and the best name counts. A paper is
 admitted only with evidence: the phrase or another name verbatim, the words close
-together, or (for topics of several words) part of the topic plus enough of the
-feedback terms. Everything else scores 0, so a narrow topic gets a short list.
+together, a part of the topic carrying most of its IDF verbatim, or (for topics of
+several words) some of its words plus enough of the feedback terms. Everything else
+scores 0, so a narrow topic gets a short list.
 """
 
 from __future__ import annotations
@@ -62,20 +63,16 @@ FEEDBACK_MIN_SHARE = 0.4
 # is admitted; its reason names FEEDBACK_SHOWN of them.
 FEEDBACK_ADMIT = 0.3
 FEEDBACK_SHOWN = 2
-# A part of a topic carrying this share of its IDF, verbatim in a title, keywords or
-# summary, admits a paper: "KV cache" for "KV cache compression".
+# A part of a topic carrying this share of its IDF, verbatim anywhere, admits a paper:
+# "KV cache" for "KV cache compression".
 PARTIAL_SHARE = 0.6
-ALL_FIELDS = slice(0, 4)
-STRONG_FIELDS = slice(0, 4)
 
-# A topic's mean IDF at or above RARITY_IDF (df about 2 % of papers) counts fully.
+# A topic whose phrase has an IDF of RARITY_IDF or more (in under 2 % of papers) counts fully.
 RARITY_IDF = 4.0
 RARITY_FLOOR = 0.1
 # A narrower acronym counts in papers covering this much of the topic's own words.
 NARROWER_COVERAGE = 0.3
 
-# Evidence kinds, strongest first.
-VERBATIM, RELATED = 0, 1
 
 _stemmer = snowballstemmer.stemmer("english")
 
@@ -95,8 +92,7 @@ class TopicMatch:
 
     cols: np.ndarray  # candidate columns
     values: np.ndarray  # fused relevance, > 0
-    kinds: np.ndarray  # VERBATIM or RELATED, per column
-    evidence: dict[int, str]  # column -> the words that qualified a RELATED paper
+    evidence: dict[int, str]  # column -> the words that qualified a paper without the phrase
 
 
 class _Doc:
@@ -200,7 +196,7 @@ class TopicScorer:
                 out += self.idf(s) * self._sat[s]
         return out / total
 
-    def phrase(self, terms: str, fields: slice = ALL_FIELDS) -> np.ndarray:
+    def phrase(self, terms: str) -> np.ndarray:
         """Field-weighted, saturated count of the verbatim phrase, in [0, 1)."""
         out = np.zeros(self.n)
         pattern = None
@@ -208,8 +204,6 @@ class TopicScorer:
             if col < self.n:
                 pattern = pattern or re.compile(rf"(?<= ){re.escape(terms)}(?= )")
                 tf = np.array([len(pattern.findall(f)) for f in self._field_texts[col]], float)
-                tf[: fields.start or 0] = 0
-                tf[fields.stop :] = 0
                 sat = tf / (K1 * self._field_norm[col] + tf)
                 out[col] = sat @ FIELD_WEIGHTS / FIELD_WEIGHTS.sum()
         return out
@@ -283,7 +277,7 @@ class TopicScorer:
             for col in np.flatnonzero(near & (evidence == None)):  # noqa: E711 (numpy elementwise)
                 evidence[col] = " ".join(words)
         for part, shown in self._parts(terms):
-            new = self.phrase(part, fields=STRONG_FIELDS) > 0
+            new = self.phrase(part) > 0
             new &= ~admitted
             evidence[new] = shown
             admitted |= new
@@ -301,11 +295,9 @@ class TopicScorer:
         if not len(cols):
             return None
         value = value * self.rarity(terms)
-        kinds = np.array([VERBATIM if evidence[c] == "" else RELATED for c in cols], np.int8)
         return TopicMatch(
             cols=cols,
             values=value[cols],
-            kinds=kinds,
             evidence={int(c): evidence[c] for c in cols if evidence[c]},
         )
 

@@ -108,9 +108,6 @@ class Vocabulary:
                 self._longs_by_word.setdefault(word, set()).add(long)
         self._variants: dict[str, list[Variant]] = {}
 
-    def __len__(self) -> int:
-        return len(self.long_of)
-
     def variants(self, terms: str) -> list[Variant]:
         """Other names of a normalized topic: never the topic itself."""
         cached = self._variants.get(terms)

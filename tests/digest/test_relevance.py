@@ -4,6 +4,7 @@ evaluation that measures it (digest/ranking/evaluation.py, ``evalranking``)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import replace
 from datetime import date
@@ -200,3 +201,12 @@ def test_it_ranks_ahead_of_bm25_on_the_mean_and_within_005_on_every_persona(resu
         if scores["ndcg@10"] < bm25["personas"][name]["ndcg@10"] - 0.05
     }
     assert behind == {}
+
+
+def test_it_times_the_rank_stage_alone_without_a_database(capsys: pytest.CaptureFixture[str]) -> None:
+    """``benchdigest --rank-only`` ranks synthetic profiles against the fixture day."""
+    call_command("benchdigest", "--rank-only", "--subscribers", "300", "--batch-size", "100")
+    out = capsys.readouterr().out
+
+    assert "rank only: 300 subscribers, 40 papers in the day, 372 behind them, batches of 100" in out
+    assert re.search(r"ranking took \d+\.\d+ s, \d+\.\d+ ms/digest, [1-9][\d.]* papers per digest", out)
