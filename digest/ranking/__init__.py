@@ -77,7 +77,7 @@ __all__ = [
 # SIMILAR: they reorder papers of similar relevance, never lift an off-topic one.
 SIMILAR = 0.1
 # Each topic beyond a paper's best one adds this share of its relevance.
-MORE_TOPICS = 0.25
+MORE_TOPICS = 0.1
 W_POPULARITY = 0.75
 W_MOMENTUM = 0.25
 LEARNED_SIMILAR = 1.0

@@ -55,7 +55,7 @@ PROXIMITY_SLACK = 1
 
 # Feedback: the best FEEDBACK_DOCS admitted papers (at least FEEDBACK_MIN_DOCS of them)
 # give FEEDBACK_TERMS terms used by at least FEEDBACK_MIN_SHARE of them.
-FEEDBACK_DOCS = 8
+FEEDBACK_DOCS = 12
 FEEDBACK_MIN_DOCS = 3
 FEEDBACK_TERMS = 12
 FEEDBACK_MIN_SHARE = 0.4
