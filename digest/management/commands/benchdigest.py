@@ -27,9 +27,11 @@ from django.test.utils import override_settings
 from django.utils import timezone
 
 from digest import sending
+from digest.bench.rank import rank_only
 from digest.bench.sink import Sink
 from digest.mail import Mailer
 from digest.models import Delivery, Subscriber
+from digest.ranking.evaluation import pool_docs
 from digest.rendering import NaiveRenderer
 from papers.feed import FeedError, parse_api_items
 from papers.models import Paper, ScrapeRun
@@ -79,6 +81,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=settings.DIGEST_BATCH_SIZE)
         parser.add_argument("--processes", type=int, default=1, help="sending processes, like a worker's concurrency")
         parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument("--rank-only", action="store_true", help="time the rank stage alone, without a database")
 
     def handle(self, *args, **options) -> None:
         if options["subscribers"] < 1 or options["papers"] < 1 or options["processes"] < 1:
@@ -90,6 +93,17 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read the benchmark's papers in {MONTH}: {exc}") from None
         if options["papers"] > len(items):
             raise CommandError(f"--papers may be at most {len(items)} (the papers in {MONTH.name})")
+        if options["rank_only"]:
+            pool = pool_docs(items)
+            for line in rank_only(
+                pool,
+                day_papers=options["papers"],
+                subscribers=options["subscribers"],
+                batch_size=options["batch_size"],
+                seed=options["seed"],
+            ):
+                self.stdout.write(line)
+            return
         old_name = connection.settings_dict["NAME"]
         test = connection.settings_dict.setdefault("TEST", {})
         test["NAME"] = (

@@ -3,21 +3,23 @@
 Pure on purpose: no Django, no database, no network, so it is fast to test and to
 benchmark. The caller builds one :class:`PaperIndex` per digest (a day's papers, or a
 week's for weekly subscribers) and calls :meth:`PaperIndex.rank` with batches of
-:class:`Profile`; the index caches phrase features, so later batches reuse them.
+:class:`Profile`; the index caches topic scores, so later batches reuse them.
 
 How a paper is scored for one subscriber:
 
-* Relevance: each topic phrase is matched on word boundaries in the title, AI keywords,
-  AI summary and abstract (field weights, BM25 saturation per field), weighted by the
-  phrase's rarity (IDF over the index's papers plus ``background`` papers).
+* Relevance: each distinct topic is scored once per index against all its papers by
+  :mod:`digest.ranking.relevance` (BM25F over title, AI keywords, AI summary and
+  abstract, the verbatim phrase, proximity, acronyms learned by
+  :mod:`digest.ranking.vocabulary`, pseudo-relevance feedback; IDF over the index's
+  papers plus ``background`` papers). A paper without evidence for any topic is out.
 * Both sides go through one normalization (:func:`normalize_text`): case and
   diacritics, simple plurals, hyphens, common abbreviations.
-* Excludes remove a paper, followed authors or organizations lift it strongly, learned
-  feedback weights nudge it, popularity (upvotes, normalized per featured day) and
-  momentum blend in, curator pins come first.
+* Excludes remove a paper, followed authors or organizations lift it above every
+  topic-only match, popularity (upvotes, normalized per featured day), momentum and
+  learned feedback weights reorder papers of similar relevance, curator pins come first.
 
-The work is bulk linear algebra: a sparse (subscribers x phrases) query matrix times a
-sparse (phrases x papers) feature matrix. Python touches each subscriber only to pick
+The work is bulk linear algebra: a sparse (subscribers x topics) query matrix times a
+sparse (topics x papers) relevance matrix. Python touches each subscriber only to pick
 the top few papers of its dense score row and to write their reasons.
 
 The caller's duties: leave hidden and withdrawn papers out of ``papers`` (or set the
@@ -28,304 +30,80 @@ keeps profiles small, but any superset works).
 
 from __future__ import annotations
 
+import gc
 import math
-import re
-import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date
-from functools import lru_cache
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
 
-# --------------------------------------------------------------------------- data
+from digest.ranking.data import PaperDoc, Profile, RankedItem
+from digest.ranking.feedback import (
+    FEEDBACK_DECAY,
+    FEEDBACK_LIMIT,
+    FEEDBACK_MAX_TERMS,
+    FEEDBACK_MIN,
+    FEEDBACK_STEP,
+    feedback_terms,
+    learn_weights,
+)
+from digest.ranking.relevance import TopicMatch, TopicScorer
+from digest.ranking.text import doc_fields, normalize_name, normalize_text, profile_terms
+from digest.ranking.vocabulary import Vocabulary
 
-
-@dataclass(frozen=True, slots=True)
-class PaperDoc:
-    id: int  # Paper pk
-    arxiv_id: str
-    title: str
-    abstract: str
-    ai_summary: str
-    ai_keywords: tuple[str, ...]
-    authors: tuple[str, ...]
-    organization: str
-    upvotes: int
-    momentum: float = 0.0  # upvote growth since the previous scrape (>= 0)
-    pinned: bool = False  # curator's pick for the day: shown to everyone, first
-    pin_note: str = ""
-    day: date | None = None  # featured day (popularity is normalized per day)
-    # The caller should leave these papers out; the flags are a second line of defence.
-    hidden: bool = False
-    withdrawn: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Profile:
-    subscriber_id: int
-    topics: tuple[str, ...] = ()
-    excludes: tuple[str, ...] = ()
-    authors: tuple[str, ...] = ()
-    organizations: tuple[str, ...] = ()
-    weights: Mapping[str, float] = field(default_factory=dict)  # learned term -> +/- weight
-    max_papers: int = 10
-    already_sent: frozenset[int] = frozenset()  # Paper ids in the sent-paper ledger
-
-
-@dataclass(frozen=True, slots=True)
-class RankedItem:
-    paper_id: int
-    score: float
-    reason: str  # shown in the email: "matches: speculative decoding", "follows: Yann LeCun", ...
-
+__all__ = [
+    "FEEDBACK_DECAY",
+    "FEEDBACK_LIMIT",
+    "FEEDBACK_MAX_TERMS",
+    "FEEDBACK_MIN",
+    "FEEDBACK_STEP",
+    "TRENDING_REASON",
+    "PaperDoc",
+    "PaperIndex",
+    "Profile",
+    "RankedItem",
+    "feedback_terms",
+    "learn_weights",
+    "normalize_name",
+    "normalize_text",
+    "profile_terms",
+]
 
 # --------------------------------------------------------------------------- tuning
 
-# Field weights: a topic in the title or the keywords says far more than one in passing.
-FIELDS = ("title", "ai_keywords", "ai_summary", "abstract")
-FIELD_WEIGHTS = np.array([3.0, 2.5, 1.5, 1.0])
-BM25_K1 = 1.2
-BM25_B = 0.75
-
-# Relevance is squashed to [0, 1) as rel / (rel + REL_HALF); REL_HALF is about one
-# abstract-only mention of a fairly rare phrase, so a title/keyword match scores ~0.9.
-REL_HALF = 5.0
-W_RELEVANCE = 0.6
-W_POPULARITY = 0.3
-W_MOMENTUM = 0.1
+# Relevance (digest/ranking/relevance.py) is about 0 to 1 per topic. Popularity and
+# momentum (their blend is 0 to 1) and learned feedback weights move a paper by at most
+# SIMILAR: they reorder papers of similar relevance, never lift an off-topic one.
+SIMILAR = 0.1
+# Each topic beyond a paper's best one adds this share of its relevance.
+MORE_TOPICS = 0.1
+W_POPULARITY = 0.75
+W_MOMENTUM = 0.25
+LEARNED_SIMILAR = 1.0
 # Without topics, popularity and momentum are the whole score.
 W_TREND_POPULARITY = 0.8
 W_TREND_MOMENTUM = 0.2
-# Above the largest blend (1.0): a followed author's paper beats any topic-only match.
-FOLLOW_LIFT = 1.0
+# Above any relevance a profile's topics can add up to (each topic is at most about 2):
+# a followed author's paper beats any topic-only match.
+FOLLOW_LIFT = 10.0
 # Learned weights move a paper by at most this much: enough to reorder, never to outrank
 # a follow or to let an unrelated paper in (they never make a paper eligible).
 LEARNED_MAX = 0.5
 # Above every other score, so pins sort first; the reported score includes it.
-PIN_BONUS = 10.0
+PIN_BONUS = 100.0
 
 # Scoring is done in blocks of subscribers so the dense (block x papers) scores stay in
 # cache (perf-anchors.md: blocks of 10k beat blocks of 100k by 2x).
 BLOCK_SIZE = 8192
 
-# learn_weights
-FEEDBACK_STEP = 0.5
-FEEDBACK_DECAY = 0.9  # every new signal fades older ones
-FEEDBACK_LIMIT = 2.0  # |weight| cap per term
-FEEDBACK_MIN = 0.05  # weights that faded below this are dropped
-FEEDBACK_MAX_TERMS = 50
-FEEDBACK_TERMS_PER_PAPER = 8
 
 TRENDING_REASON = "trending today"
 
 # Reason kinds, in priority order: a pin explains itself first, then a follow, then a match.
 _PIN, _FOLLOW, _MATCH, _TRENDING = range(4)
 
-# --------------------------------------------------------------------------- normalization
-
-# A bound prefix is glued to the next word, which makes "multi-modal", "multi modal" and
-# "multimodal" one token ("multimodal"); other hyphens are spaces, so "vision-language"
-# is "vision language". The price: "modal" alone does not match "multi-modal".
-GLUE_PREFIXES = frozenset({"multi", "pre", "post", "non", "semi", "co", "re", "sub", "inter", "intra", "fine"})
-
-# Abbreviations are expanded (never contracted), on both sides: "LLMs" and "large
-# language models" both become "large language model", and a topic "language model"
-# still matches a paper that only says "LLM".
-ABBREVIATIONS = {
-    "llm": "large language model",
-    "mllm": "multimodal large language model",
-    "lmm": "large multimodal model",
-    "lm": "language model",
-    "vlm": "vision language model",
-    "vla": "vision language action model",
-    "asr": "speech recognition",
-    "tts": "text to speech",
-    "rl": "reinforcement learning",
-    "rlhf": "reinforcement learning from human feedback",
-    "rag": "retrieval augmented generation",
-    "moe": "mixture of experts",
-    "nlp": "natural language processing",
-    "cv": "computer vision",
-    "gnn": "graph neural network",
-    "cnn": "convolutional neural network",
-    "vit": "vision transformer",
-    "dit": "diffusion transformer",
-    "ldm": "latent diffusion model",
-    "gan": "generative adversarial network",
-    "sft": "supervised fine-tuning",
-    "dpo": "direct preference optimization",
-    "vqa": "visual question answering",
-    "ocr": "optical character recognition",
-    "ner": "named entity recognition",
-    "nerf": "neural radiance field",
-    "lora": "low-rank adaptation",
-}
-# Long forms that mean the same as a shorter canonical one.
-SYNONYMS = {"automatic speech recognition": "speech recognition"}
-
-STOPWORDS = frozenset({
-    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "how", "in", "into", "is",
-    "it", "its", "of", "on", "or", "our", "the", "their", "this", "to", "towards", "via", "we",
-    "what", "when", "where", "which", "while", "with", "without",
-})  # fmt: skip
-
-# A phrase never matches across these: sentence ends, commas, brackets, keyword borders.
-# A period inside a word or number ("2.5", "e.g") is not a border.
-_BORDERS = re.compile(r"[,;:!?()\[\]{}|\"“”«»]|\.(?!\w)")
-_NON_WORD = re.compile(r"[\W_]+")
-_APOSTROPHES = re.compile("['\u2019`]")  # ASCII, typographic and grave apostrophes
-
-
-def _fold(text: str) -> str:
-    if not text.isascii():
-        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return text.casefold()
-
-
-def _stem(token: str) -> str:
-    """Strip a plural: ies -> y; sses, xes, ches, shes -> drop es; s -> drop (not ss, us, is)."""
-    if len(token) <= 3 or token[-1] != "s" or not token.isalpha():
-        return token
-    if token.endswith("ies"):
-        return token[:-3] + "y"
-    if token.endswith(("sses", "xes", "ches", "shes")):
-        return token[:-2]
-    if token.endswith(("ss", "us", "is")):
-        return token
-    return token[:-1]
-
-
-def _base_tokens(chunk: str) -> list[str]:
-    """Tokens of a border-free chunk of folded text: prefixes glued, plurals stripped."""
-    out: list[str] = []
-    pending = ""
-    for raw in _NON_WORD.split(chunk):
-        if not raw:
-            continue
-        if pending:
-            raw, pending = pending + raw, ""
-        elif raw in GLUE_PREFIXES:
-            pending = raw
-            continue
-        out.append(raw)
-    if pending:
-        out.append(pending)
-    return out
-
-
-_EXPANSIONS = {_stem(abbr): tuple(_stem(t) for t in _base_tokens(long)) for abbr, long in ABBREVIATIONS.items()}
-
-
-@lru_cache(maxsize=1 << 17)
-def _token(raw: str) -> tuple[str, ...]:
-    stem = _stem(raw)
-    return _EXPANSIONS.get(stem, (stem,))
-
-
-def _chunk_tokens(chunk: str) -> list[str]:
-    return [t for raw in _base_tokens(chunk) for t in _token(raw)]
-
-
-_SYNONYMS = [
-    (f" {' '.join(_chunk_tokens(long))} ", f" {' '.join(_chunk_tokens(short))} ") for long, short in SYNONYMS.items()
-]
-
-
-def normalize_text(text: str) -> str:
-    """Normalize text for phrase matching, padded with spaces: ``" tok tok | tok "``.
-
-    ``|`` marks a border a phrase may not cross. A phrase occurs in a text when
-    ``" " + profile_terms(phrase) + " "`` is a substring of ``normalize_text(text)``.
-    """
-    text = _fold(_APOSTROPHES.sub("", text))
-    parts = [" ".join(tokens) for chunk in _BORDERS.split(text) if (tokens := _chunk_tokens(chunk))]
-    padded = f" {' | '.join(parts)} "
-    for long, short in _SYNONYMS:
-        padded = padded.replace(long, short)
-    return padded
-
-
-def profile_terms(phrase: str) -> str:
-    """The normalized form of a topic, exclude or learned term ("" when nothing is left).
-
-    Idempotent, so normalized terms (as :func:`learn_weights` stores them) can be fed back.
-    """
-    return normalize_text(phrase).strip()
-
-
-def _keywords_text(keywords: Iterable[str]) -> str:
-    parts = [n for kw in keywords if (n := profile_terms(kw))]
-    return f" {' | '.join(parts)} "
-
-
-def _doc_fields(paper: PaperDoc) -> tuple[str, str, str, str]:
-    """A paper's normalized texts, in FIELDS order."""
-    return (
-        normalize_text(paper.title),
-        _keywords_text(paper.ai_keywords),
-        normalize_text(paper.ai_summary),
-        normalize_text(paper.abstract),
-    )
-
-
-def normalize_name(name: str) -> str:
-    """Person or organization name for follow matching: case, diacritics, spacing."""
-    return " ".join(_NON_WORD.split(_fold(name))).strip()
-
-
-# --------------------------------------------------------------------------- feedback
-
-
-def feedback_terms(paper: PaperDoc) -> tuple[str, ...]:
-    """The normalized terms a "more / less like this" on ``paper`` adjusts.
-
-    Its AI keywords, which name what the paper is about; papers without them fall back
-    to the title's words.
-    """
-    terms = dict.fromkeys(t for kw in paper.ai_keywords if (t := profile_terms(kw)))
-    if not terms:
-        words = profile_terms(paper.title).split()
-        terms = dict.fromkeys(w for w in words if w != "|" and len(w) > 2 and w not in STOPWORDS)
-    return tuple(terms)[:FEEDBACK_TERMS_PER_PAPER]
-
-
-def learn_weights(weights: Mapping[str, float], paper: PaperDoc, signal: int) -> dict[str, float]:
-    """Return the subscriber's new term weights after "more" (+1) or "less" (-1) like ``paper``.
-
-    Older weights decay by FEEDBACK_DECAY, each of the paper's terms moves by
-    FEEDBACK_STEP, every weight stays within +/-FEEDBACK_LIMIT, faded ones are dropped
-    and only the FEEDBACK_MAX_TERMS strongest are kept, so the stored dict stays small.
-    """
-    if signal not in (1, -1):
-        raise ValueError(f"feedback signal must be 1 or -1, got {signal!r}")
-    learned: dict[str, float] = {}
-    for term, weight in weights.items():
-        normalized = profile_terms(term)
-        if normalized:
-            learned[normalized] = learned.get(normalized, 0.0) + float(weight) * FEEDBACK_DECAY
-    for term in feedback_terms(paper):
-        learned[term] = learned.get(term, 0.0) + signal * FEEDBACK_STEP
-    kept = (
-        (term, max(-FEEDBACK_LIMIT, min(FEEDBACK_LIMIT, weight)))
-        for term, weight in learned.items()
-        if abs(weight) >= FEEDBACK_MIN
-    )
-    strongest = sorted(kept, key=lambda tw: (-abs(tw[1]), tw[0]))[:FEEDBACK_MAX_TERMS]
-    return {term: round(weight, 4) for term, weight in strongest}
-
-
 # --------------------------------------------------------------------------- index
-
-
-@dataclass(frozen=True, slots=True)
-class _Phrase:
-    """Where one normalized phrase occurs among the index's papers, and how well."""
-
-    papers: np.ndarray  # column indexes of the papers that contain it
-    scores: np.ndarray  # BM25 score of the phrase in each of those papers
-    by_paper: dict[int, float]  # the same, for reasons
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,9 +156,11 @@ class _Queries:
     excludes: sparse.csr_array
     learned: sparse.csr_array
     follows: sparse.csr_array
-    matches: sparse.csr_array  # BM25 of each phrase in each paper
+    matches: sparse.csr_array  # fused relevance of each topic in each paper
     present: sparse.csr_array  # 1 where the phrase occurs
     followed: sparse.csr_array
+    topic_matches: list[TopicMatch]  # per topic column
+    slot_cols: list[dict[int, int]]  # per profile row: topic slot -> topic column
 
     def topics_one_per_row(self) -> sparse.csr_array:
         """``topics`` with each nonzero on its own row, so products keep topics apart."""
@@ -419,28 +199,20 @@ class PaperIndex:
         self.papers: tuple[PaperDoc, ...] = tuple(candidates)
         self.trending_reason = trending_reason
         self._ids = [p.id for p in self.papers]
-        n = len(self.papers)
 
-        self._fields = [_doc_fields(p) for p in self.papers]
+        fields = [doc_fields(p) for p in self.papers]
         arxiv_ids = {p.arxiv_id for p in self.papers}
-        extra = {p.arxiv_id: p for p in background if p.arxiv_id not in arxiv_ids}
-        extra_fields = [_doc_fields(p) for p in extra.values()]
-        all_fields = self._fields + extra_fields
-        # Whole-document text, for document frequency; "|" keeps fields apart.
-        self._docs = ["|".join(f) for f in all_fields]
-        self._n_docs = len(all_fields)
-        lengths = np.array([[len(f.split()) - f.count(" | ") for f in fs] for fs in all_fields], float)
-        lengths = lengths.reshape(len(all_fields), len(FIELDS))
-        average = np.maximum(lengths.mean(axis=0), 1.0) if len(all_fields) else np.ones(len(FIELDS))
-        # Per paper and field: the BM25 length-normalized k1, computed once.
-        self._k1_norm = BM25_K1 * (1 - BM25_B + BM25_B * lengths[:n] / average)
-
+        extra = [p for p in {p.arxiv_id: p for p in background}.values() if p.arxiv_id not in arxiv_ids]
+        vocabulary = Vocabulary(f"{p.title}. {p.abstract} {p.ai_summary}" for p in (*self.papers, *extra))
+        self._scorer = TopicScorer(fields, [doc_fields(p) for p in extra], vocabulary)
+        # Whole-document text of the candidates, for excludes and learned terms; "|" keeps fields apart.
+        self._docs = ["|".join(f) for f in fields]
         self._postings: dict[str, list[int]] = {}
-        for doc_index, doc in enumerate(self._docs):
+        for col, doc in enumerate(self._docs):
             for token in set(doc.split()):
-                self._postings.setdefault(token, []).append(doc_index)
+                self._postings.setdefault(token, []).append(col)
         self._postings.pop("|", None)
-        self._phrases: dict[str, _Phrase | None] = {}
+        self._phrases: dict[str, np.ndarray | None] = {}
 
         self._pinned = np.array([p.pinned for p in self.papers], bool)
         self._pin_reasons = [
@@ -467,30 +239,20 @@ class PaperIndex:
 
     # ----------------------------------------------------------------- features
 
-    def _phrase(self, phrase: str) -> _Phrase | None:
-        """Features of one normalized phrase; None when no candidate paper contains it."""
+    def _phrase(self, phrase: str) -> np.ndarray | None:
+        """Columns of the papers containing a normalized phrase verbatim (for excludes
+        and learned terms); None when there are none."""
         if phrase in self._phrases:
             return self._phrases[phrase]
-        feature = None
+        present = None
         tokens = [t for t in phrase.split() if t != "|"]
         postings = sorted((self._postings.get(t, ()) for t in tokens), key=len)
         if tokens and postings[0]:
-            docs = set(postings[0]).intersection(*postings[1:])
             needle = f" {phrase} "
-            present = sorted(d for d in docs if needle in self._docs[d])
-            n_papers = len(self.papers)
-            if present and present[0] < n_papers:
-                df = len(present)
-                idf = math.log(1 + (self._n_docs - df + 0.5) / (df + 0.5))
-                # Lookarounds, not the spaces themselves, so back-to-back occurrences all count.
-                pattern = re.compile(rf"(?<= ){re.escape(phrase)}(?= )")
-                cols = [d for d in present if d < n_papers]
-                tf = np.array([[len(pattern.findall(f)) for f in self._fields[c]] for c in cols], float)
-                saturated = tf * (BM25_K1 + 1) / (tf + self._k1_norm[cols])
-                scores = idf * (saturated @ FIELD_WEIGHTS)
-                feature = _Phrase(np.array(cols, np.int64), scores, dict(zip(cols, scores.tolist(), strict=True)))
-        self._phrases[phrase] = feature
-        return feature
+            cols = sorted(c for c in set(postings[0]).intersection(*postings[1:]) if needle in self._docs[c])
+            present = np.array(cols, np.int64) if cols else None
+        self._phrases[phrase] = present
+        return present
 
     def _organization(self, name: str) -> list[int]:
         """Papers whose organization contains the followed one on word boundaries
@@ -538,14 +300,25 @@ class PaperIndex:
         ranked: dict[int, list[RankedItem]] = {}
         if not self.papers:
             return {p.subscriber_id: [] for p in profiles}
-        for start in range(0, len(profiles), BLOCK_SIZE):
-            self._rank_block(profiles[start : start + BLOCK_SIZE], ranked)
+        # Millions of small result objects and no reference cycles: the cyclic garbage
+        # collector would only rescan the growing heap again and again.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for start in range(0, len(profiles), BLOCK_SIZE):
+                self._rank_block(profiles[start : start + BLOCK_SIZE], ranked)
+        finally:
+            if collecting:
+                gc.enable()
         return ranked
 
     def _rank_block(self, profiles: Sequence[Profile], ranked: dict[int, list[RankedItem]]) -> None:
         n_papers = len(self.papers)
         q = self._queries(profiles)
-        relevance = (q.topics @ q.matches).toarray()
+        best, second, top = self._best_topics(q, (len(profiles), n_papers))
+        # A paper on one of the topics is on topic: the best topic counts, each further
+        # one adds a little, so matching two topics weakly never beats one strongly.
+        relevance = top + MORE_TOPICS * ((q.topics @ q.matches).toarray() - top)
         excluded = (q.excludes @ q.present).toarray() > 0
         learned = (q.learned @ q.present).toarray()
         follows = (q.follows @ q.followed).toarray() > 0
@@ -553,10 +326,10 @@ class PaperIndex:
         matched = relevance > 0
         scores = np.where(
             q.selective[:, None],
-            W_RELEVANCE * relevance / (relevance + REL_HALF) + self._blend,
-            self._trend,
+            relevance + SIMILAR * (self._blend + LEARNED_SIMILAR * np.tanh(learned)),
+            self._trend + LEARNED_MAX * np.tanh(learned),
         )
-        scores += FOLLOW_LIFT * follows + LEARNED_MAX * np.tanh(learned) + PIN_BONUS * self._pinned
+        scores += FOLLOW_LIFT * follows + PIN_BONUS * self._pinned
         eligible = ~excluded & (~q.selective[:, None] | matched | follows | self._pinned)
         scores[~eligible] = -np.inf
 
@@ -569,15 +342,20 @@ class PaperIndex:
         kinds[matched] = _MATCH
         kinds[follows] = _FOLLOW
         kinds[:, self._pinned] = _PIN
-        best, second = self._best_topics(q, scores.shape)
         picked = [np.take_along_axis(m, order, axis=1).tolist() for m in (scores, kinds, best, second)]
-        for profile, interest, *candidates in zip(profiles, q.interests, order.tolist(), *picked, strict=True):
-            ranked[profile.subscriber_id] = self._pick(profile, interest, *candidates)
+        for row, (profile, interest, *candidates) in enumerate(
+            zip(profiles, q.interests, order.tolist(), *picked, strict=True)
+        ):
+            ranked[profile.subscriber_id] = self._pick(
+                profile, interest, q.topic_matches, q.slot_cols[row], *candidates
+            )
 
     def _pick(
         self,
         profile: Profile,
         interest: _Interest,
+        topic_matches: list[TopicMatch],
+        slots: dict[int, int],
         cols: list[int],
         scores: list[float],
         kinds: list[int],
@@ -591,6 +369,7 @@ class PaperIndex:
         sent = profile.already_sent
         ids = self._ids
         no_score = -math.inf
+        item = RankedItem
         for col, score, kind, first, runner_up in zip(cols, scores, kinds, best, second, strict=True):
             if len(items) >= limit or score == no_score:
                 break
@@ -598,23 +377,30 @@ class PaperIndex:
             if paper_id in sent:
                 continue
             if kind == _MATCH:
-                reason = f"matches: {interest.topics[first][1]}"
-                if runner_up >= 0:
-                    reason = f"{reason}, {interest.topics[runner_up][1]}"
+                evidence = topic_matches[slots[first]].evidence.get(col)
+                if evidence is None:
+                    reason = f"matches: {interest.topics[first][1]}"
+                    if runner_up >= 0 and col not in topic_matches[slots[runner_up]].evidence:
+                        reason = f"{reason}, {interest.topics[runner_up][1]}"
+                else:
+                    reason = f"about {interest.topics[first][1]} ({evidence})"
             elif kind == _TRENDING:
                 reason = self.trending_reason
             elif kind == _PIN:
                 reason = self._pin_reasons[col]
             else:
                 reason = self._follow_reason(interest, col)
-            items.append(RankedItem(paper_id, score, reason))
+            items.append(item(paper_id, score, reason))
         return items
 
     def _queries(self, profiles: Sequence[Profile]) -> _Queries:
         """The block's sparse query matrices, over the phrases and follows it uses."""
         n_papers = len(self.papers)
         phrase_cols: dict[str, int] = {}
-        phrase_features: list[_Phrase] = []
+        phrase_features: list[np.ndarray] = []
+        topic_cols: dict[str, int] = {}
+        topic_matches: list[TopicMatch] = []
+        slot_cols: list[dict[int, int]] = []
         follow_cols: dict[tuple[str, str], int] = {}
         follow_papers: list[list[int]] = []
 
@@ -626,6 +412,16 @@ class PaperIndex:
                     return None
                 col = phrase_cols[term] = len(phrase_features)
                 phrase_features.append(feature)
+            return col
+
+        def topic_col(term: str) -> int | None:
+            col = topic_cols.get(term)
+            if col is None:
+                match = self._scorer.score(term)
+                if match is None:
+                    return None
+                col = topic_cols[term] = len(topic_matches)
+                topic_matches.append(match)
             return col
 
         def follow_col(kind: str, name: str) -> int | None:
@@ -650,10 +446,13 @@ class PaperIndex:
             interest = self._interest(profile, seen)
             interests.append(interest)
             selective[row] = bool(interest.topics or interest.authors or interest.organizations)
+            slots: dict[int, int] = {}
             for slot, (term, _) in enumerate(interest.topics):
-                if (col := phrase_col(term)) is not None:
+                if (col := topic_col(term)) is not None:
                     topics.add(row, col)
                     topic_slots.append(slot)
+                    slots[slot] = col
+            slot_cols.append(slots)
             for term in interest.excludes:
                 if (col := phrase_col(term)) is not None:
                     excludes.add(row, col)
@@ -665,49 +464,57 @@ class PaperIndex:
                     if (col := follow_col(kind, name)) is not None:
                         follows.add(row, col)
 
-        n_rows, n_phrases = len(profiles), len(phrase_features)
+        n_rows, n_phrases, n_topics = len(profiles), len(phrase_features), len(topic_matches)
         feature_coo = _Coo()
         for col, feature in enumerate(phrase_features):
-            feature_coo.extend(col, feature.papers, feature.scores)
+            feature_coo.extend(col, feature.tolist())
+        topic_coo = _Coo()
+        for col, match in enumerate(topic_matches):
+            topic_coo.extend(col, match.cols.tolist(), match.values.tolist())
         followed = _Coo()
         for col, papers in enumerate(follow_papers):
             followed.extend(col, papers)
         return _Queries(
             interests=interests,
             selective=selective,
-            topics=topics.matrix((n_rows, n_phrases)),
+            topics=topics.matrix((n_rows, n_topics)),
             topic_rows=np.array(topics.rows, np.int64),
             topic_cols=np.array(topics.cols, np.int64),
             topic_slots=np.array(topic_slots, np.int64),
             excludes=excludes.matrix((n_rows, n_phrases)),
             learned=learned.matrix((n_rows, n_phrases)),
             follows=follows.matrix((n_rows, len(follow_papers))),
-            matches=feature_coo.matrix((n_phrases, n_papers)),
+            matches=topic_coo.matrix((n_topics, n_papers)),
             present=feature_coo.matrix((n_phrases, n_papers), ones=True),
             followed=followed.matrix((len(follow_papers), n_papers)),
+            topic_matches=topic_matches,
+            slot_cols=slot_cols,
         )
 
-    def _best_topics(self, q: _Queries, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def _best_topics(self, q: _Queries, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per (profile, paper): the slot of the profile's best-matching topic and of the
-        runner-up (-1 for none), so reasons name the topics that weigh most."""
+        runner-up (-1 for none), so reasons name the topics that weigh most, and the
+        best topic's relevance."""
         best = np.full(shape, -1, np.int16)
         second = np.full(shape, -1, np.int16)
-        # One row per (profile, topic) pair: its BM25 score in every paper.
+        top = np.zeros(shape)
+        # One row per (profile, topic) pair: its relevance in every paper.
         per_topic = (q.topics_one_per_row() @ q.matches).tocoo()
         if not per_topic.nnz:
-            return best, second
+            return best, second, top
         entry, paper, value = per_topic.coords[0], per_topic.coords[1], per_topic.data
         row, slot = q.topic_rows[entry], q.topic_slots[entry]
         order = np.lexsort((slot, -value, paper, row))
-        row, paper, slot = row[order], paper[order], slot[order]
+        row, paper, slot, value = row[order], paper[order], slot[order], value[order]
         starts = np.flatnonzero(np.r_[True, (row[1:] != row[:-1]) | (paper[1:] != paper[:-1])])
         best[row[starts], paper[starts]] = slot[starts]
+        top[row[starts], paper[starts]] = value[starts]
         nexts = starts + 1
         nexts = nexts[nexts < len(row)]
         same = (row[nexts] == row[nexts - 1]) & (paper[nexts] == paper[nexts - 1])
         nexts = nexts[same]
         second[row[nexts], paper[nexts]] = slot[nexts]
-        return best, second
+        return best, second, top
 
     def _follow_reason(self, interest: _Interest, col: int) -> str:
         names = self._author_names[col]
