@@ -248,7 +248,7 @@ def test_it_never_lifts_a_popular_paper_over_a_more_relevant_one() -> None:
 
     ranked = rank_one(index, topics=("reinforcement learning",))
 
-    assert [item.paper_id for item in ranked][0] == 1
+    assert ranked[0].paper_id == 1
 
 
 # --------------------------------------------------------------------------- filters
