@@ -151,9 +151,14 @@ def subscriber_pause(*, subscriber: Subscriber) -> Subscriber:
         )
         if changed:
             _skip_queued_digests(subscriber, "paused", Delivery.Outcome.PAUSED, reasons.PAUSED_LINE)
-            _pause_span(subscriber.pk, start=timezone.localdate())
+            _pause_span(subscriber.pk, start=_local_today(subscriber))
     subscriber.refresh_from_db()
     return subscriber
+
+
+def _local_today(subscriber: Subscriber) -> date:
+    # Digest dates are the subscriber's own days, so their pauses are too.
+    return timezone.now().astimezone(reasons.zone(subscriber.time_zone)).date()
 
 
 def _pause_span(subscriber_id: int, *, start: date | None = None, end: date | None = None) -> None:
@@ -176,7 +181,7 @@ def subscriber_resume(*, subscriber: Subscriber) -> Subscriber:
         rows = Subscriber.objects.filter(pk=subscriber.pk)
         if rows.filter(status=Subscriber.Status.PAUSED).update(**active, updated_at=timezone.now()):
             # The day of resuming still counts as paused: its send hour may have passed.
-            _pause_span(subscriber.pk, end=timezone.localdate())
+            _pause_span(subscriber.pk, end=_local_today(subscriber))
         else:
             rows.filter(status=Subscriber.Status.UNSUBSCRIBED).update(**active, updated_at=timezone.now())
     subscriber.refresh_from_db()
