@@ -22,12 +22,21 @@ LINES = {
     "sent_late": rf"^Held back: Hugging Face's list was late; sent {WHEN} — 3 papers$",
     "note": rf"^Nothing new matched your topics; sent {WHEN} a short note with the day's top 3 papers$",
     "feed": r"^In your feed — 3 papers \(you chose the feed, no email\)$",
-    "nothing_new": r"^Nothing new matched your topics — closest: “[^”]+” \(it mentions “(video|generation)” but not “video generation”\)$",
-    "no_list": r"^Not sent: Hugging Face published no list on (Saturday|Sunday) \d+ \w+ \(a weekend: it rarely publishes one then\)$",
+    "nothing_new": (
+        r"^Nothing new matched your topics — closest: “[^”]+” "
+        r"\(it mentions “(video|generation)” but not “video generation”\)$"
+    ),
+    "no_list": (
+        r"^Not sent: Hugging Face published no list on (Saturday|Sunday) \d+ \w+ "
+        r"\(a weekend: it rarely publishes one then\)$"
+    ),
     "held": r"^Held back: Hugging Face's list of \w+ \d+ \w+ is late; it goes out as soon as it arrives$",
     "never_arrived": r"^Not sent: Hugging Face's list never arrived within 2 days, and old news is not sent late$",
     "paused": r"^Paused by you$",
-    "bounced": r"^Your mail server refused it \(550 5\.1\.1 <ada@example\.org>: Recipient address rejected: mailbox unavailable\) — check your address$",
+    "bounced": (
+        r"^Your mail server refused it \(550 5\.1\.1 <ada@example\.org>: "
+        r"Recipient address rejected: mailbox unavailable\) — check your address$"
+    ),
     "failed": FAILED,
     "stuck": FAILED,
 }  # fmt: skip
