@@ -323,7 +323,8 @@ def feed(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dic
     that matches answers 304 after two queries; a full answer costs three."""
     rows = sending.feed_rows(subscriber)
     version = sending.feed_version(subscriber, rows)
-    last_modified = version.last_modified.timestamp() if version.last_modified else None
+    # Whole seconds, as the Last-Modified header carries them.
+    last_modified = int(version.last_modified.timestamp()) if version.last_modified else None
     unchanged = get_conditional_response(request, etag=version.etag, last_modified=last_modified)
     if unchanged is not None:
         return unchanged
