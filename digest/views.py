@@ -329,7 +329,12 @@ def feed(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dic
     if unchanged is not None:
         return unchanged
     body = sending.atom_feed(subscriber, sending.feed_entries(rows), feed_url=request.build_absolute_uri())
-    response = HttpResponse(body, content_type="application/atom+xml; charset=utf-8")
+    # A browser (it asks for HTML) is given the same document as generic XML, which it
+    # renders with the feed's stylesheet; as application/atom+xml it shows raw text.
+    browser = "text/html" in request.headers.get("Accept", "")
+    content_type = "application/xml" if browser else "application/atom+xml"
+    response = HttpResponse(body, content_type=f"{content_type}; charset=utf-8")
+    response["Vary"] = "Accept"
     response["ETag"] = version.etag
     if last_modified is not None:
         response["Last-Modified"] = http_date(last_modified)

@@ -42,6 +42,7 @@ ORDER = [
     "nothing_new",
     "note",
     "stuck",
+    "unsubscribed",
     "failed",
     "bounced",
 ]
@@ -122,7 +123,7 @@ class HistoryMaker:
         dates = [today - timedelta(days=n) for n in range(12, 1, -1)]  # T-12 .. T-2
         no_list = max(d for d in dates if (d - timedelta(days=1)).weekday() >= 5)
         dates.remove(no_list)
-        days = dict(zip(ORDER, dates, strict=False))
+        days = dict(zip(ORDER, dates, strict=True))
         days["no_list"] = no_list
         days["held"] = today - timedelta(days=1)
         days["paused"] = today
@@ -160,6 +161,11 @@ class HistoryMaker:
                 self.store(list_day, self.pool.take("other", 6))
                 self.send(subscriber, day)
                 services.subscriber_update(subscriber=subscriber, preferences={"quiet_day": "nothing"})
+            elif outcome == "unsubscribed":
+                self.store_matching(list_day)
+                sending.plan_date(day, subscriber_ids=[subscriber.pk])
+                services.subscriber_unsubscribe(subscriber=subscriber)  # before the batch ran
+                services.subscriber_resume(subscriber=subscriber)  # and back, from the manage page
             elif outcome == "stuck":
                 self.smtp.reply(address, DROP, stage="DATA", times=1)
                 self.send(subscriber, day)

@@ -15,9 +15,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import feedgenerator, timezone
-from django.utils.html import format_html
 
 from digest import tokens
 from digest.models import Delivery, Subscriber
@@ -94,7 +94,7 @@ def history(subscriber: Subscriber, *, today: date | None = None) -> History:
         .values("digest_date", "status", "outcome", "outcome_line")
         .order_by("-digest_date")
     }
-    start = (subscriber.confirmed_at or subscriber.created_at).astimezone(zone(subscriber.time_zone)).date()
+    start = _signup_day(subscriber)
     weekly = subscriber.frequency == Subscriber.Frequency.WEEKLY
     days = []
     for back in range(HISTORY_DAYS):
@@ -135,7 +135,13 @@ def _line(
         return None
     if day == today:
         return DayLine(day=day, outcome="", line=f"Due today at {subscriber.send_hour:02d}:00", list_url=list_url)
+    if day <= _signup_day(subscriber):
+        return DayLine(day=day, outcome="", line="You signed up; digests start with your next send hour")
     return DayLine(day=day, outcome="", line="No digest was planned for this day", list_url=list_url)
+
+
+def _signup_day(subscriber: Subscriber) -> date:
+    return (subscriber.confirmed_at or subscriber.created_at).astimezone(zone(subscriber.time_zone)).date()
 
 
 def _paused_on(subscriber: Subscriber, day: date) -> bool:
@@ -249,13 +255,42 @@ def feed_entries(rows: list[dict[str, Any]]) -> list[FeedEntry]:
     return entries[:FEED_ENTRIES]
 
 
+XHTML = "http://www.w3.org/1999/xhtml"
+
+
 class _AtomFeed(feedgenerator.Atom1Feed):
-    """Django's Atom 1.0 writer plus the arXiv abstract and PDF links of each entry."""
+    """Django's Atom 1.0 writer, plus a stylesheet for people who open the feed in a
+    browser, the arXiv abstract and PDF links of each entry, and an XHTML summary (which
+    that stylesheet can show, where escaped HTML would show its tags)."""
+
+    def __init__(self, *args: Any, stylesheet: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stylesheet = stylesheet
+
+    def write(self, outfile: Any, encoding: str) -> None:
+        handler = feedgenerator.SimplerXMLGenerator(outfile, encoding, short_empty_elements=True)
+        handler.startDocument()
+        handler.processingInstruction("xml-stylesheet", f'type="text/css" href="{self.stylesheet}"')
+        handler.startElement("feed", self.root_attributes())
+        self.add_root_elements(handler)
+        self.write_items(handler)
+        handler.endElement("feed")
 
     def add_item_elements(self, handler: Any, item: dict[str, Any]) -> None:
         super().add_item_elements(handler, item)
-        for rel, href, mime, title in item.get("more_links", ()):
+        for rel, href, mime, title in item["more_links"]:
             handler.addQuickElement("link", "", {"rel": rel, "href": href, "type": mime, "title": title})
+        handler.startElement("summary", {"type": "xhtml"})
+        handler.startElement("div", {"xmlns": XHTML})
+        for css_class, text in item["summary_parts"]:
+            handler.addQuickElement("p", text, {"class": css_class})
+        handler.startElement("p", {"class": "links"})
+        for label, href in [("Hugging Face", item["link"]), *((t, h) for _, h, _, t in item["more_links"])]:
+            handler.addQuickElement("a", label, {"href": href})
+            handler.characters(" ")
+        handler.endElement("p")
+        handler.endElement("div")
+        handler.endElement("summary")
 
 
 def atom_feed(subscriber: Subscriber, entries: list[FeedEntry], *, feed_url: str) -> bytes:
@@ -266,33 +301,35 @@ def atom_feed(subscriber: Subscriber, entries: list[FeedEntry], *, feed_url: str
         title=f"{settings.SITE_NAME}: your papers",
         link=settings.SITE_URL + "/",
         description="The papers of your digests, with why each one is there.",
+        subtitle="The papers of your digests, with why each one is there.",
         feed_url=feed_url,
         feed_guid=f"tag:{host},2026:{site}:feed:{subscriber.pk}",
         author_name=settings.SITE_NAME,
         language="en",
+        stylesheet=static("digest/feed.css"),
     )
     for entry in entries:
         card = entry.card
-        summary = format_html(
-            "<p><strong>{}</strong></p><p>{}</p><p>{}</p><p>{}</p>",
-            entry.reason,
-            card.byline,
-            card.summary,
-            f"{card.stats} · {'in your email' if entry.emailed else 'not emailed'} of {entry.digest_date:%Y-%m-%d}",
-        )
+        day = f"{entry.digest_date:%A} {entry.digest_date.day} {entry.digest_date:%B %Y}"
+        delivered = f"in your email of {day}" if entry.emailed else f"for {day}, not emailed"
         feed.add_item(
             title=card.title,
             link=card.hf_url,
-            description=summary,
+            description=None,
             unique_id=f"tag:{host},2026:{site}:{subscriber.pk}:{card.arxiv_id}",
             unique_id_is_permalink=False,
             updateddate=entry.updated,
             pubdate=entry.updated,
             author_name=entry.paper.organization or None,
-            categories=[],
             more_links=[
                 ("related", card.arxiv_url, "text/html", "arXiv abstract"),
                 ("enclosure", card.pdf_url, "application/pdf", "PDF"),
+            ],
+            summary_parts=[
+                ("reason", entry.reason),
+                ("byline", card.byline),
+                ("text", card.summary),
+                ("stats", f"{card.stats} · {delivered}"),
             ],
         )
     return feed.writeString("utf-8").encode()

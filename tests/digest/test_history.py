@@ -33,6 +33,7 @@ LINES = {
     "held": r"^Held back: Hugging Face's list of \w+ \d+ \w+ is late; it goes out as soon as it arrives$",
     "never_arrived": r"^Not sent: Hugging Face's list never arrived within 2 days, and old news is not sent late$",
     "paused": r"^Paused by you$",
+    "unsubscribed": r"^Not sent: you had unsubscribed$",
     "bounced": (
         r"^Your mail server refused it \(550 5\.1\.1 <ada@example\.org>: "
         r"Recipient address rejected: mailbox unavailable\) — check your address$"
@@ -75,7 +76,7 @@ def test_it_explains_the_last_30_days_in_one_query(made, django_assert_num_queri
     assert readable == {"sent", "sent_late", "note", "feed"}
     assert {line.tone for line in history.days if line.outcome in ("bounced", "failed", "stuck")} == {"problem"}
     # The signup day has no digest: nothing was planned for it.
-    assert by_day[made.today - timedelta(days=13)].line == "No digest was planned for this day"
+    assert by_day[made.today - timedelta(days=13)].line == "You signed up; digests start with your next send hour"
 
 
 def test_it_shows_the_days_on_the_manage_page_with_links(made, client: Client):
