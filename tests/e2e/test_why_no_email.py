@@ -10,7 +10,6 @@ from playwright.sync_api import expect
 
 from digest import tokens
 from tests.browser import ARTIFACTS
-from tests.digest.conftest import fast_sending, smtp_server  # noqa: F401 - the fixtures
 from tests.digest.test_history import LINES
 from tests.factories import SubscriberFactory
 from tests.history import TOPIC, HistoryMaker
