@@ -6,7 +6,9 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from digest import sending, tokens
 from digest.models import Delivery, SentPaper
@@ -103,3 +105,14 @@ def test_a_quiet_days_note_counts_for_the_ledger_and_goes_once(made, smtp_server
     sending.plan_date(made.days["note"], subscriber_ids=[made.subscriber.pk])
     sending.send_batch([note.pk])
     assert len(smtp_server.messages) == before
+
+
+def test_the_manage_page_costs_the_same_queries_whatever_the_history(made, client: Client):
+    fresh = SubscriberFactory(email="new@example.org", topics=[TOPIC])
+    counts = []
+    for subscriber in (made.subscriber, fresh, made.subscriber):
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(f"/manage/{tokens.make_token(subscriber, 'manage')}").status_code == 200
+        counts.append(len(queries))
+    # The first request also fills the topic suggestions' cache.
+    assert counts[1] == counts[2] == 2  # the subscriber, their history
