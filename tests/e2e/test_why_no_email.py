@@ -4,11 +4,14 @@ follows the manage page's links: a sent digest, a day's public list and their fe
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from playwright.sync_api import expect
 
 from digest import tokens
+from papers import services as paper_services
+from papers.models import Paper
 from tests.browser import ARTIFACTS
 from tests.digest.test_history import LINES
 from tests.factories import SubscriberFactory
@@ -60,7 +63,11 @@ def test_it_shows_every_outcome_of_the_last_30_days_and_follows_the_links(
     expect(page.locator("body")).to_contain_text("Matches: video generation")
     shoot(page, "webview-desktop")
 
-    # "the day's list" of the day nothing matched: the public page of that list.
+    # "the day's list" of the day nothing matched: the public page of that list, with a
+    # curator's pick (made for the digest that carries the list) on top.
+    quiet_day = made.days["nothing_new"]
+    pick = Paper.objects.filter(featured_on=quiet_day - timedelta(days=1)).order_by("upvotes").first()
+    paper_services.papers_pin(paper_ids=[pick.pk], day=quiet_day, note="Short and clear: start here")
     for name, size in WIDTHS.items():
         page.set_viewport_size(size)
         page.goto(manage)
@@ -68,6 +75,8 @@ def test_it_shows_every_outcome_of_the_last_30_days_and_follows_the_links(
         expect(page.get_by_role("heading", level=1)).to_contain_text("Papers of")
         expect(page.get_by_role("link", name="Choose my topics")).to_be_visible()
         expect(page.locator(".card")).to_have_count(5)
+        expect(page.locator(".pinned .card")).to_contain_text("Curator's pick: Short and clear: start here")
+        expect(page.locator(".pinned .card")).to_contain_text(pick.title.split()[0])
         assert "ada@example.org" not in page.content()
         shoot(page, f"day-page-{name}")
 
