@@ -52,8 +52,9 @@ def local_today(subscriber: Subscriber) -> date:
     return timezone.now().astimezone(zone(subscriber.time_zone)).date()
 
 
-def in_archive(day: date, *, today: date) -> bool:
-    return today - timedelta(days=settings.DIGEST_ARCHIVE_DAYS) < day <= today
+def in_archive(sent_at: datetime | None) -> bool:
+    """A sent digest stays readable for DIGEST_ARCHIVE_DAYS after it went out."""
+    return sent_at is not None and sent_at > timezone.now() - timedelta(days=settings.DIGEST_ARCHIVE_DAYS)
 
 
 # --------------------------------------------------------------------------- the manage page
@@ -91,7 +92,7 @@ def history(subscriber: Subscriber, *, today: date | None = None) -> History:
     rows = {
         row["digest_date"]: row
         for row in Delivery.objects.filter(subscriber=subscriber, digest_date__gte=oldest, digest_date__lte=today)
-        .values("digest_date", "status", "outcome", "outcome_line")
+        .values("digest_date", "status", "outcome", "outcome_line", "sent_at")
         .order_by("-digest_date")
     }
     start = _signup_day(subscriber)
@@ -122,7 +123,7 @@ def _line(
     if row is not None:
         outcome = row["outcome"]
         line = row["outcome_line"] or STATUS_LINES.get(row["status"], row["status"])
-        readable = row["status"] == Delivery.Status.SENT and in_archive(day, today=today)
+        readable = row["status"] == Delivery.Status.SENT and in_archive(row["sent_at"])
         read_url = tokens.webview_url(subscriber, day=day) if readable else ""
         return DayLine(day=day, outcome=outcome, line=line, read_url=read_url, list_url=list_url)
     if _paused_on(subscriber, day):
@@ -161,11 +162,11 @@ class NotInArchive(Exception):
 def sent_digest_html(*, subscriber: Subscriber, day: date) -> str:
     """The HTML of the digest sent to ``subscriber`` for ``day``, from the papers recorded
     with its delivery (so the web view shows what was sent, not today's ranking)."""
-    if not in_archive(day, today=local_today(subscriber)):
-        raise NotInArchive(f"digests stay readable for {settings.DIGEST_ARCHIVE_DAYS} days; the one of {day} is gone")
     delivery = Delivery.objects.filter(subscriber=subscriber, digest_date=day, status=Delivery.Status.SENT).first()
     if delivery is None or not delivery.papers:
         raise NotInArchive(f"there is no digest of {day} for you")
+    if not in_archive(delivery.sent_at):
+        raise NotInArchive(f"digests stay readable for {settings.DIGEST_ARCHIVE_DAYS} days; the one of {day} is gone")
     entries = [e for e in delivery.papers if isinstance(e, dict) and e.get("arxiv_id")]
     papers = {p.arxiv_id: p for p in Paper.objects.filter(arxiv_id__in=[e["arxiv_id"] for e in entries])}
     picks = [

@@ -43,18 +43,19 @@ def test_the_web_view_shows_what_was_sent_while_the_archive_keeps_it(ready_day, 
     url = path_of(tokens.webview_url(subscriber, day=DIGEST_DAY))
     sent_html = received.message().get_body(("html",)).get_content()
 
-    # The digest is 2025-11-08; keep the archive long enough to reach it.
-    settings.DIGEST_ARCHIVE_DAYS = (timezone.localdate() - DIGEST_DAY).days + 1
     page = client.get(url)
     assert page.status_code == 200
     titles = re.findall(r'class="title"[^>]*>\s*<a [^>]*>([^<]+)<', sent_html)
     assert len(titles) == len(delivery.papers) > 0
     assert titles == re.findall(r'class="title"[^>]*>\s*<a [^>]*>([^<]+)<', page.content.decode())
 
-    settings.DIGEST_ARCHIVE_DAYS = (timezone.localdate() - DIGEST_DAY).days
+    assert sending.history(subscriber, today=DIGEST_DAY).days[0].read_url
+    # DIGEST_ARCHIVE_DAYS pass: the web view and the manage page's link are gone.
+    Delivery.objects.filter(pk=delivery.pk).update(sent_at=timezone.now() - timedelta(days=91))
     gone = client.get(url)
     assert gone.status_code == 404
     assert f"digests stay readable for {settings.DIGEST_ARCHIVE_DAYS} days" in gone.content.decode()
+    assert sending.history(subscriber, today=DIGEST_DAY).days[0].read_url == ""
 
 
 def test_the_manage_page_links_older_digests_the_archive_still_keeps(ready_day, smtp_server, client, settings):
