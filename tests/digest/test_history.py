@@ -9,9 +9,11 @@ import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from digest import sending, tokens
 from digest.models import Delivery, SentPaper
+from tests.digest.conftest import DIGEST_DAY
 from tests.factories import SubscriberFactory
 from tests.history import TOPIC, HistoryMaker
 
@@ -116,3 +118,63 @@ def test_the_manage_page_costs_the_same_queries_whatever_the_history(made, clien
         counts.append(len(queries))
     # The first request also fills the topic suggestions' cache.
     assert counts[1] == counts[2] == 2  # the subscriber, their history
+
+
+# --------------------------------------------------------------------------- the rarer lines
+
+
+def line_of(delivery_id: int) -> tuple[str, str, str]:
+    row = Delivery.objects.get(pk=delivery_id)
+    return row.status, row.outcome, row.outcome_line
+
+
+def test_a_busy_mail_server_says_trying_again_then_sent(ready_day, smtp_server, settings):
+    ann = SubscriberFactory(email="ann@example.org", topics=["reinforcement learning"], time_zone="UTC")
+    sending.plan_date(DIGEST_DAY)
+    [row] = Delivery.objects.values_list("pk", flat=True)
+    smtp_server.reply(ann.email, "452 4.2.2 Mailbox full, try later", times=settings.DIGEST_SMTP_RETRIES)
+    sending.send_batch([row])
+    assert line_of(row) == (
+        "pending",
+        "retrying",
+        "Not sent yet: your mail server asked us to try later (452 4.2.2 Mailbox full, try later);"
+        " trying again within the hour",
+    )
+    sending.send_batch([row])
+    status, outcome, line = line_of(row)
+    assert (status, outcome) == ("sent", "sent")
+    assert re.fullmatch(rf"Sent {WHEN} — \d+ papers?", line)
+
+
+def test_a_suppressed_address_has_its_queued_days_explained(ready_day, smtp_server, settings):
+    settings.DIGEST_BOUNCE_LIMIT = 1
+    ann = SubscriberFactory(email="ann@example.org", topics=["reinforcement learning"])
+    sending.plan_date(DIGEST_DAY)
+    sending.plan_date(DIGEST_DAY + timedelta(days=1))  # its list (of the 8th) is not scraped: it waits
+    today, tomorrow = Delivery.objects.order_by("digest_date").values_list("pk", flat=True)
+    smtp_server.reply(ann.email, "550 5.1.1 No such user")
+    sending.send_batch([today])
+    assert line_of(today)[1:] == (
+        "bounced",
+        "Your mail server refused it (550 5.1.1 No such user) — check your address",
+    )
+    assert line_of(tomorrow)[1:] == (
+        "suppressed",
+        "Not sent: this address is blocked after repeated refusals or at your request",
+    )
+
+
+def test_the_sweeper_explains_what_a_dead_worker_left(ready_day, smtp_server, settings):
+    bob = SubscriberFactory(topics=[])
+    sending.plan_date(DIGEST_DAY)
+    [row] = Delivery.objects.values_list("pk", flat=True)
+    assert sending.claim([row], by="a-worker-that-dies")
+    sending.mark_stuck(now=timezone.now() + timedelta(seconds=settings.DIGEST_STUCK_AFTER + 1))
+    assert line_of(row) == (
+        "pending",
+        "retrying",
+        "Not sent yet: our mail relay had a problem; trying again within the hour",
+    )
+    sending.send_batch([row])
+    assert line_of(row)[:2] == ("sent", "sent")
+    assert len(smtp_server.to(bob.email)) == 1
