@@ -207,9 +207,32 @@ class PreferencesForm(forms.Form):
         widget=forms.NumberInput(attrs={"data-preview": "1"}),
     )
 
+    # Optional in the POST (older forms and scripts leave them out): absent means the default.
+    quiet_day = forms.ChoiceField(
+        label="On a day with nothing for you",
+        choices=Subscriber.QuietDay.choices,
+        initial=Subscriber.QuietDay.NOTHING,
+        required=False,
+        widget=forms.RadioSelect,
+    )
+    channel = forms.ChoiceField(
+        label="Deliver by",
+        choices=Subscriber.Channel.choices,
+        initial=Subscriber.Channel.EMAIL,
+        required=False,
+        widget=forms.RadioSelect,
+        help_text="The feed link is on your preferences page once you confirm your address.",
+    )
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
+
+    def clean_quiet_day(self) -> str:
+        return self.cleaned_data["quiet_day"] or Subscriber.QuietDay.NOTHING
+
+    def clean_channel(self) -> str:
+        return self.cleaned_data["channel"] or Subscriber.Channel.EMAIL
 
     def clean_time_zone(self) -> str:
         name = self.cleaned_data["time_zone"]

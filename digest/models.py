@@ -32,6 +32,15 @@ class Subscriber(models.Model):
         DAILY = "daily", "Daily"
         WEEKLY = "weekly", "Weekly"
 
+    class QuietDay(models.TextChoices):
+        NOTHING = "nothing", "Send nothing"
+        NOTE = "note", "Send a short note with the day's top three papers"
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        FEED = "feed", "Atom feed only (no daily email)"
+        BOTH = "both", "Email and Atom feed"
+
     email = models.EmailField(max_length=254, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     # Filters are short lists of phrases, stored as JSON lists: ranking reads them in bulk.
@@ -43,10 +52,18 @@ class Subscriber(models.Model):
     send_hour = models.PositiveSmallIntegerField(default=7, help_text="Local hour (0-23) to send at.")
     time_zone = models.CharField(max_length=64, default="UTC", help_text="IANA zone of send_hour.")
     max_papers = models.PositiveSmallIntegerField(default=10)
+    # What a day with nothing new for this subscriber brings: nothing, or a short note.
+    quiet_day = models.CharField(max_length=8, choices=QuietDay.choices, default=QuietDay.NOTHING)
+    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.EMAIL)
     # Term -> weight learned from "more / less like this" feedback.
     weights = models.JSONField(default=dict, blank=True)
     # Secret of this subscriber's signed links; rotating it revokes every link sent so far.
     key = models.CharField(max_length=32, default=new_key, editable=False)
+    # Secret of the feed link alone: "reset my feed link" rotates it, the other links stay.
+    feed_key = models.CharField(max_length=32, default=new_key, editable=False)
+    # Days paused by the subscriber, as [first day, last day or null while paused] in
+    # ISO dates: the planner makes no rows for them, so this is how history knows why.
+    pauses = models.JSONField(default=list, blank=True, editable=False)
     bounce_count = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     confirmation_sent_at = models.DateTimeField(null=True, blank=True)
@@ -75,6 +92,10 @@ class Subscriber(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
+
+    @property
+    def wants_email(self) -> bool:
+        return self.channel != self.Channel.FEED
 
 
 class ConsentRecord(models.Model):
@@ -138,6 +159,25 @@ class Delivery(models.Model):
         STUCK = "stuck", "Stuck (worker died mid-send)"
         SKIPPED = "skipped", "Skipped (nothing new to send)"
 
+    class Outcome(models.TextChoices):
+        """Why a day brought what it brought, decided (and recorded) by the planner or the batch."""
+
+        SENT = "sent", "Sent"
+        SENT_LATE = "sent_late", "Sent late: the list was held back"
+        NOTE = "note", "Sent a note: nothing new matched"
+        FEED = "feed", "In the feed only"
+        NOTHING_NEW = "nothing_new", "Nothing new matched"
+        NO_LIST = "no_list", "Hugging Face published no list"
+        HELD = "held", "Held back: the list is late"
+        NEVER_ARRIVED = "never_arrived", "The list never arrived"
+        PAUSED = "paused", "Paused by the subscriber"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        SUPPRESSED = "suppressed", "Address suppressed"
+        RETRYING = "retrying", "Not sent yet: trying again"
+        BOUNCED = "bounced", "Refused by the mail server"
+        FAILED = "failed", "Not sent: service problem"
+        STUCK = "stuck", "Unknown: the worker stopped mid-send"
+
     # Not sent, and safe to send again: a curator may put these back to pending.
     RETRYABLE = (Status.FAILED, Status.BOUNCED, Status.STUCK)
 
@@ -154,6 +194,9 @@ class Delivery(models.Model):
     papers = models.JSONField(
         default=list, blank=True, help_text='What was sent, in order: [{"arxiv_id": ..., "reason": ...}, ...].'
     )
+    # The subscriber-facing why of this day: a short code and the line the manage page shows.
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
+    outcome_line = models.CharField(max_length=500, blank=True)
 
     class Meta:
         ordering = ["-digest_date", "subscriber_id"]

@@ -15,8 +15,9 @@ from django.utils import timezone
 from digest import heartbeats
 from digest.models import ConsentRecord, Delivery, Subscriber
 from digest.ranking import PaperIndex, Profile
+from digest.rendering import Card
 from digest.sending.editions import paper_doc
-from papers.models import Paper, ScrapeRun
+from papers.models import Paper, Pin, ScrapeRun
 
 
 def latest_day_papers(*, limit: int) -> tuple[date | None, list[Paper]]:
@@ -185,6 +186,8 @@ def subscriber_data(*, subscriber: Subscriber) -> dict[str, Any]:
             "send_hour": subscriber.send_hour,
             "time_zone": subscriber.time_zone,
             "max_papers": subscriber.max_papers,
+            "quiet_day": subscriber.quiet_day,
+            "channel": subscriber.channel,
         },
         "learned_weights": subscriber.weights,
         "created_at": iso(subscriber.created_at),
@@ -205,7 +208,13 @@ def subscriber_data(*, subscriber: Subscriber) -> dict[str, Any]:
             for c in subscriber.consents.order_by("created_at")
         ],
         "deliveries": [
-            {"date": iso(d.digest_date), "status": d.status, "sent_at": iso(d.sent_at), "papers": d.papers}
+            {
+                "date": iso(d.digest_date),
+                "status": d.status,
+                "outcome": d.outcome_line,
+                "sent_at": iso(d.sent_at),
+                "papers": d.papers,
+            }
             for d in subscriber.deliveries.order_by("digest_date")
         ],
         "feedback": [
@@ -321,3 +330,55 @@ def dashboard(*, today: date, now: datetime) -> Dashboard:
 def _day_end(day: date) -> datetime:
     """Midnight after `day` in the service's time zone."""
     return timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))
+
+
+# --------------------------------------------------------------------------- the public day page
+
+DAY_PAGE_SIZE = 30
+
+
+@dataclass(frozen=True)
+class DayPage:
+    """One Hugging Face list as the service scraped it, for the public /day/ page."""
+
+    day: date
+    scraped: bool  # a good scrape of the day exists (a weekend may hold no papers)
+    pinned: list[tuple[Card, str]]  # curators' picks with their notes, shown first
+    cards: list[Card]  # this page's papers, most upvoted first, the pinned ones left out
+    page: int
+    pages: int
+    total: int
+
+
+def day_page(*, day: date, page: int) -> DayPage | None:
+    """The list of ``day``, ``DAY_PAGE_SIZE`` papers a page; None when the service never
+    scraped that day. Pins are those of the digest that carries this list (dated the
+    day after). Four queries, no subscriber data."""
+    visible = Paper.objects.filter(hidden=False, withdrawn_at__isnull=True)
+    listed = visible.filter(featured_on=day)
+    scraped = ScrapeRun.objects.filter(
+        day=day,
+        status__in=[ScrapeRun.Status.OK, ScrapeRun.Status.PARTIAL],
+        source__in=[ScrapeRun.Source.DAILY, ScrapeRun.Source.FILE],
+    ).exists()
+    pins = list(
+        Pin.objects.filter(day=day + timedelta(days=1), paper__in=visible).select_related("paper").order_by("id")
+    )
+    pinned_ids = [pin.paper_id for pin in pins]
+    total = listed.exclude(pk__in=pinned_ids).count()
+    if not scraped and not total and not pins:
+        return None
+    pages = max(1, -(-total // DAY_PAGE_SIZE))
+    if not 1 <= page <= pages:
+        return None
+    rows = listed.exclude(pk__in=pinned_ids).order_by("-upvotes", "arxiv_id")
+    start = (page - 1) * DAY_PAGE_SIZE
+    return DayPage(
+        day=day,
+        scraped=scraped,
+        pinned=[(Card.from_paper(pin.paper), pin.note) for pin in pins] if page == 1 else [],
+        cards=[Card.from_paper(p) for p in rows[start : start + DAY_PAGE_SIZE]],
+        page=page,
+        pages=pages,
+        total=total + len(pins),
+    )

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from celery import current_app as app
@@ -26,8 +26,9 @@ from django.utils import timezone
 from digest import jobs, roles, tokens
 from digest.addresses import normalize_email
 from digest.mail import make_message
-from digest.models import ConsentRecord, Delivery, Feedback, Subscriber, Suppression, email_hash
+from digest.models import ConsentRecord, Delivery, Feedback, Subscriber, Suppression, email_hash, new_key
 from digest.ranking import learn_weights
+from digest.sending import reasons
 from digest.sending.editions import paper_doc
 from papers.models import Paper
 
@@ -40,6 +41,8 @@ MAILS_PER_ADDRESS_PER_DAY = 3
 # or their mailbox bounced and they are proving it works again. Complaints and curator
 # blocks are never lifted from the public form.
 LIFTABLE_SUPPRESSIONS = (Suppression.Reason.DELETED, Suppression.Reason.BOUNCED)
+# Pause spans kept per subscriber: enough for the 30 days of history and then some.
+PAUSE_SPANS = 20
 # The sweep leaves alone confirmations that keep failing for longer than this.
 SWEEP_WINDOW = timedelta(days=2)
 
@@ -171,11 +174,11 @@ def subscriber_update(*, subscriber: Subscriber, preferences: dict[str, Any]) ->
     return subscriber
 
 
-def _skip_queued_digests(subscriber: Subscriber, why: str) -> None:
+def _skip_queued_digests(subscriber: Subscriber, why: str, outcome: str, line: str) -> None:
     # Digests planned but not yet being sent must not go out after a pause or unsubscribe.
     Delivery.objects.filter(
         subscriber=subscriber, status__in=[Delivery.Status.WAITING, Delivery.Status.PENDING]
-    ).update(status=Delivery.Status.SKIPPED, error=why)
+    ).update(status=Delivery.Status.SKIPPED, error=why, outcome=outcome, outcome_line=line)
 
 
 def subscriber_pause(*, subscriber: Subscriber) -> Subscriber:
@@ -184,16 +187,47 @@ def subscriber_pause(*, subscriber: Subscriber) -> Subscriber:
             status=Subscriber.Status.PAUSED, paused_at=timezone.now(), updated_at=timezone.now()
         )
         if changed:
-            _skip_queued_digests(subscriber, "paused")
+            _skip_queued_digests(subscriber, "paused", Delivery.Outcome.PAUSED, reasons.PAUSED_LINE)
+            _pause_span(subscriber.pk, start=_local_today(subscriber))
     subscriber.refresh_from_db()
     return subscriber
 
 
+def _local_today(subscriber: Subscriber) -> date:
+    # Digest dates are the subscriber's own days, so their pauses are too.
+    return timezone.now().astimezone(reasons.zone(subscriber.time_zone)).date()
+
+
+def _pause_span(subscriber_id: int, *, start: date | None = None, end: date | None = None) -> None:
+    """Open (start) or close (end) the subscriber's current pause in ``Subscriber.pauses``:
+    the planner makes no rows for paused days, so their history is kept here. Call it
+    inside a transaction; the newest PAUSE_SPANS spans are kept."""
+    locked = Subscriber.objects.select_for_update().only("pauses").get(pk=subscriber_id)
+    spans = [list(s) for s in locked.pauses or []]
+    if start is not None:
+        spans.append([start.isoformat(), None])
+    elif spans and spans[-1][1] is None:
+        spans[-1][1] = end.isoformat() if end else None
+    Subscriber.objects.filter(pk=subscriber_id).update(pauses=spans[-PAUSE_SPANS:])
+
+
 def subscriber_resume(*, subscriber: Subscriber) -> Subscriber:
     """Paused or unsubscribed -> active; the signed link proves the mailbox is theirs."""
-    Subscriber.objects.filter(
-        pk=subscriber.pk, status__in=[Subscriber.Status.PAUSED, Subscriber.Status.UNSUBSCRIBED]
-    ).update(status=Subscriber.Status.ACTIVE, paused_at=None, unsubscribed_at=None, updated_at=timezone.now())
+    active = {"status": Subscriber.Status.ACTIVE, "paused_at": None, "unsubscribed_at": None}
+    with transaction.atomic():
+        rows = Subscriber.objects.filter(pk=subscriber.pk)
+        if rows.filter(status=Subscriber.Status.PAUSED).update(**active, updated_at=timezone.now()):
+            # The day of resuming still counts as paused: its send hour may have passed.
+            _pause_span(subscriber.pk, end=_local_today(subscriber))
+        else:
+            rows.filter(status=Subscriber.Status.UNSUBSCRIBED).update(**active, updated_at=timezone.now())
+    subscriber.refresh_from_db()
+    return subscriber
+
+
+def subscriber_reset_feed(*, subscriber: Subscriber) -> Subscriber:
+    """A new feed link; the old one stops working at once (the manage and email links stay)."""
+    Subscriber.objects.filter(pk=subscriber.pk).update(feed_key=new_key(), updated_at=timezone.now())
     subscriber.refresh_from_db()
     return subscriber
 
@@ -211,7 +245,7 @@ def subscriber_unsubscribe(*, subscriber: Subscriber) -> Subscriber:
             )
         )
         if changed:
-            _skip_queued_digests(subscriber, "unsubscribed")
+            _skip_queued_digests(subscriber, "unsubscribed", Delivery.Outcome.UNSUBSCRIBED, reasons.UNSUBSCRIBED_LINE)
     subscriber.refresh_from_db()
     return subscriber
 

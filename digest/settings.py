@@ -295,6 +295,8 @@ DIGEST_BOUNCE_LIMIT = envint("DIGEST_BOUNCE_LIMIT", "3", minimum=1)
 # A delivery still "sending" this long after its claim belongs to a dead worker: it is
 # marked stuck and reported, never resent. Longer than any batch may run (the task limit).
 DIGEST_STUCK_AFTER = envint("DIGEST_STUCK_AFTER", str(CELERY_TASK_TIME_LIMIT + 300), minimum=5)
+# Days a sent digest stays readable from the manage page (at least the 30 days it lists).
+DIGEST_ARCHIVE_DAYS = envint("DIGEST_ARCHIVE_DAYS", "90", minimum=30, maximum=3650)
 
 # No relay configured: write each message to OUTBOX_DIR as an .eml file.
 EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "digest.mail.OutboxBackend"

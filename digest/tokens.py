@@ -1,8 +1,10 @@
-"""Signed links: confirm, manage, unsubscribe, feedback and web view, all without a login.
+"""Signed links: confirm, manage, unsubscribe, feedback, web view and feed, all without a login.
 
 A token carries the subscriber's id and a prefix of their key, signed with SECRET_KEY.
 Rotating a subscriber's key (deletion does) revokes every link sent so far; the signature
-makes an altered token worthless. Confirmation links expire after a week.
+makes an altered token worthless. Confirmation links expire after a week. A feed link
+also carries a prefix of the subscriber's feed key, so "reset my feed link" revokes it
+alone: it is pasted into readers and shared, and grants nothing but the feed.
 
 A feedback link is bound to its subscriber, paper and signal: its token is the
 subscriber's id and a keyed BLAKE2b MAC of (id, key prefix, paper), whose two halves are
@@ -40,7 +42,9 @@ PATHS = {
     "unsubscribe": "unsubscribe/",
     "feedback": "feedback/",
     "webview": "view/",
+    "feed": "feed/",
 }
+FEED_SUFFIX = ".atom"
 
 
 class BadToken(Exception):
@@ -67,6 +71,8 @@ def read_token(token: str, purpose: str) -> tuple[Subscriber, dict[str, Any]]:
     subscriber = Subscriber.objects.filter(pk=payload["s"]).first()
     if subscriber is None or not constant_time_compare(subscriber.key[:KEY_PREFIX], str(payload.get("k", ""))):
         raise BadToken("this link is no longer valid")
+    if purpose == "feed" and not constant_time_compare(subscriber.feed_key[:KEY_PREFIX], str(payload.get("f", ""))):
+        raise BadToken("this feed link was reset; copy the new one from your preferences page")
     extra = {k: v for k, v in payload.items() if k not in ("s", "k")}
     return subscriber, extra
 
@@ -152,3 +158,8 @@ def read_feedback_token(token: str, *, arxiv_id: str, signal: int) -> Subscriber
 
 def webview_url(subscriber: Subscriber, *, day: date) -> str:
     return url_for(subscriber, "webview", d=day.isoformat())
+
+
+def feed_url(subscriber: Subscriber) -> str:
+    """The personal Atom feed; it names the feed key, so resetting that key revokes it."""
+    return url_for(subscriber, "feed", f=subscriber.feed_key[:KEY_PREFIX]) + FEED_SUFFIX

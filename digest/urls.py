@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import path
 
 from digest import views
-from digest.tokens import PATHS
+from digest.tokens import FEED_SUFFIX, PATHS
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -19,6 +19,8 @@ urlpatterns = [
     ),
     path(f"{PATHS['feedback']}<str:token>", views.feedback, name="feedback"),
     path(f"{PATHS['webview']}<str:token>", views.webview, name="webview"),
+    path(f"{PATHS['feed']}<str:token>{FEED_SUFFIX}", views.feed, name="feed"),
+    path("day/<str:day>", views.day, name="day"),
     path("healthz", views.healthz, name="healthz"),
     path(settings.ADMIN_URL, admin.site.urls),
 ]

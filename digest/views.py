@@ -7,7 +7,9 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.cache import never_cache
+from django.utils.cache import get_conditional_response
+from django.utils.http import http_date
+from django.views.decorators.cache import cache_page, never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -29,7 +31,7 @@ from digest.forms import (
 )
 from digest.http import client_ip
 from digest.models import Subscriber
-from digest.tokens import BadToken, make_token, read_feedback_token, read_token
+from digest.tokens import BadToken, feed_url, make_token, read_feedback_token, read_token
 
 
 def _lenient_phrases(value: str) -> list[str]:
@@ -176,6 +178,7 @@ DONE_MESSAGES = {
     "paused": "Your digest is paused. Resume it whenever you like.",
     "resumed": "Your digest is on again.",
     "unsubscribed": "You are unsubscribed. No more digests will be sent.",
+    "feed-reset": "Your feed has a new link; the old one no longer works. Paste the new one into your reader.",
 }
 
 
@@ -196,6 +199,9 @@ def manage(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: d
         if action == "unsubscribe":
             services.subscriber_unsubscribe(subscriber=subscriber)
             return redirect(f"{request.path}?done=unsubscribed")
+        if action == "reset-feed":
+            services.subscriber_reset_feed(subscriber=subscriber)
+            return redirect(f"{request.path}?done=feed-reset#feed")
         form = PreferencesForm(request.POST)
         if form.is_valid():
             services.subscriber_update(subscriber=subscriber, preferences=form.preferences())
@@ -208,6 +214,9 @@ def manage(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: d
         "suggestions": selectors.topic_suggestions(),
         "time_zone_options": time_zone_options(),
         "token": token,
+        "history": sending.history(subscriber),
+        "archive_days": settings.DIGEST_ARCHIVE_DAYS,
+        "feed_url": feed_url(subscriber),
     }
     return render(request, "digest/manage.html", context, status=status)
 
@@ -316,9 +325,58 @@ def webview(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: 
         day = date.fromisoformat(str(extra.get("d", "")))
     except ValueError:
         return _bad_link(request, "this link is not valid")
-    html = sending.sent_digest_html(subscriber=subscriber, day=day)
-    if html is None:
-        return render(request, "digest/bad_link.html", {"error": f"there is no digest of {day} for you"}, status=404)
+    try:
+        html = sending.sent_digest_html(subscriber=subscriber, day=day)
+    except sending.NotInArchive as exc:
+        return render(request, "digest/bad_link.html", {"error": str(exc)}, status=404)
     response = HttpResponse(html)
+    response["X-Robots-Tag"] = "noindex"
+    return response
+
+
+# Shared links and search engines land on day pages; they change only when a scrape,
+# pin or hide does, so a few minutes in the shared cache (and in proxies) is plenty.
+DAY_PAGE_SECONDS = 300
+
+
+@require_GET
+@cache_page(DAY_PAGE_SECONDS)
+def day(request: HttpRequest, day: str) -> HttpResponse:
+    """The public page of one Hugging Face list: no subscriber data, so it may be cached."""
+    try:
+        listed = date.fromisoformat(day)
+        page = int(request.GET.get("page", "1"))
+    except ValueError:
+        listed, page = None, 0
+    found = selectors.day_page(day=listed, page=page) if listed and len(day) == 10 else None
+    if found is None:
+        return render(request, "digest/day.html", {"missing": day[:10]}, status=404)
+    return render(request, "digest/day.html", {"listing": found})
+
+
+@require_GET
+@signed_link("feed")
+def feed(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]) -> HttpResponse:
+    """The personal Atom feed. Readers poll it every few minutes, so a conditional GET
+    that matches answers 304 after two queries; a full answer costs three."""
+    rows = sending.feed_rows(subscriber)
+    version = sending.feed_version(subscriber, rows)
+    # Whole seconds, as the Last-Modified header carries them.
+    last_modified = int(version.last_modified.timestamp()) if version.last_modified else None
+    unchanged = get_conditional_response(request, etag=version.etag, last_modified=last_modified)
+    if unchanged is not None:
+        return unchanged
+    body = sending.atom_feed(subscriber, sending.feed_entries(rows), feed_url=request.build_absolute_uri())
+    # A browser (it asks for HTML) is given the same document as generic XML, which it
+    # renders with the feed's stylesheet; as application/atom+xml it shows raw text.
+    browser = "text/html" in request.headers.get("Accept", "")
+    content_type = "application/xml" if browser else "application/atom+xml"
+    response = HttpResponse(body, content_type=f"{content_type}; charset=utf-8")
+    response["Vary"] = "Accept"
+    response["ETag"] = version.etag
+    if last_modified is not None:
+        response["Last-Modified"] = http_date(last_modified)
+    # Private: the feed is personal; readers revalidate with the ETag.
+    response["Cache-Control"] = "private, max-age=300"
     response["X-Robots-Tag"] = "noindex"
     return response

@@ -60,6 +60,8 @@ def signup_data(**overrides: str) -> dict[str, str]:
         "send_hour": "7",
         "time_zone": "Europe/Berlin",
         "max_papers": "10",
+        "quiet_day": "nothing",
+        "channel": "email",
         "website": "",
         "action": "subscribe",
     }

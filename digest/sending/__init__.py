@@ -16,14 +16,27 @@ The pipeline, driven by beat's hourly planner (``tasks.plan_digests``) or by ``s
    worker's sent messages from its unsent ones, writes outcomes and bounces, and marks
    the truly unknown rows "stuck" (never resent blindly: a curator can retry them).
 4. :mod:`.pause` stops sending for a while after too many errors in a row.
-5. :mod:`.curators` holds the console's preview and retry; :mod:`.archive` shows a sent
-   digest again from what was recorded.
+5. :mod:`.reasons` writes each row's outcome code and the subscriber's line as the
+   planner and the batch decide it; :mod:`.curators` holds the console's preview and
+   retry; :mod:`.archive` reads back what was recorded: the manage page's 30 days, the
+   web view of a sent digest and the personal Atom feed.
 
 The digest dated D holds the papers of the Hugging Face list of D - 1 (complete by the
 morning of D); a weekly digest holds those of D - 7 .. D - 1.
 """
 
-from digest.sending.archive import sent_digest_html
+from digest.sending.archive import (
+    DayLine,
+    FeedVersion,
+    History,
+    NotInArchive,
+    atom_feed,
+    feed_entries,
+    feed_rows,
+    feed_version,
+    history,
+    sent_digest_html,
+)
 from digest.sending.batch import BatchReport, claim, send_batch
 from digest.sending.curators import NothingToSend, Preview, deliveries_retry, preview_digest, send_preview
 from digest.sending.editions import (
@@ -55,11 +68,16 @@ __all__ = [
     "PAUSE_KEY",
     "TRY_KEY",
     "BatchReport",
+    "DayLine",
     "Edition",
     "Editions",
+    "FeedVersion",
+    "History",
+    "NotInArchive",
     "NothingToSend",
     "PlanReport",
     "Preview",
+    "atom_feed",
     "claim",
     "compose",
     "deliveries_retry",
@@ -68,6 +86,10 @@ __all__ = [
     "editions",
     "expire_waiting",
     "fan_out",
+    "feed_entries",
+    "feed_rows",
+    "feed_version",
+    "history",
     "is_weekly_day",
     "mark_stuck",
     "paper_doc",

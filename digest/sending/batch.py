@@ -16,9 +16,12 @@ from digest import tokens
 from digest.mail import Mailer, MessageBuilder, PermanentError, RelayDown, TemporaryError, UnknownOutcome
 from digest.models import Delivery, SentPaper, Subscriber, Suppression, email_hash
 from digest.ranking import RankedItem
-from digest.sending.editions import Edition, Editions, compose, editions, rank
-from digest.sending.outcomes import alert_stuck, apply_sent, ledger_rows, note_sent, note_try, record
+from digest.sending import reasons
+from digest.sending.editions import Edition, Editions, compose, editions, rank, top_overall
+from digest.sending.outcomes import alert_failed, alert_stuck, apply_sent, ledger_rows, note_sent, note_try, record
 from digest.sending.pause import pause_sending, sending_paused
+
+Outcome = Delivery.Outcome
 
 
 @dataclass
@@ -89,6 +92,7 @@ def send_batch(
         for delivery in deliveries:
             if delivery.status == Delivery.Status.SENDING:
                 delivery.status, delivery.error = Delivery.Status.PENDING, report.stopped or "batch interrupted"
+                reasons.set_outcome(delivery, Outcome.RETRYING, reasons.retrying_line(relay_down=True))
                 report.retry += 1
         with timer("record"):
             record(deliveries, batch.ledger, batch.bounced_ids)
@@ -97,6 +101,8 @@ def send_batch(
             report.stuck,
             why=f"The SMTP relay hung up after {report.stuck} whole messages without answering.",
         )
+    if report.failed:
+        alert_failed(report.failed, last=batch.last_error)
     return report
 
 
@@ -145,6 +151,7 @@ class _Batch:
         self.ledger: list[SentPaper] = []
         self.bounced_ids: list[int] = []
         self.consecutive = 0
+        self.last_error = ""
         self.suppressed = set(
             Suppression.objects.filter(email_hash__in=[email_hash(d.subscriber.email) for d in deliveries]).values_list(
                 "email_hash", flat=True
@@ -164,25 +171,46 @@ class _Batch:
             with self.timer("rank"):
                 ed = self.cache.get(digest_date, weekly=weekly)
                 ranked = rank(ed, [d.subscriber for d in group])
+                # A quiet day's note: the day's top papers, for those who asked for one.
+                quiet = [
+                    d.subscriber
+                    for d in group
+                    if not ranked.get(d.subscriber_id) and d.subscriber.quiet_day == Subscriber.QuietDay.NOTE
+                ]
+                notes = top_overall(ed, quiet, count=reasons.NOTE_PAPERS) if quiet and ed.has_list else {}
             for delivery in group:
                 if self.report.stopped:
                     return
-                self.one(ed, delivery, ranked.get(delivery.subscriber_id, []))
+                picks = ranked.get(delivery.subscriber_id, [])
+                note = not picks and bool(notes.get(delivery.subscriber_id))
+                self.one(ed, delivery, picks or notes.get(delivery.subscriber_id, []), note=note)
                 if self.progress:
                     self.progress(1)
 
-    def one(self, ed: Edition, delivery: Delivery, picks: list[RankedItem]) -> None:
+    def one(self, ed: Edition, delivery: Delivery, picks: list[RankedItem], *, note: bool = False) -> None:
         subscriber, report = delivery.subscriber, self.report
-        if email_hash(subscriber.email) in self.suppressed or not subscriber.is_active:
+        suppressed = email_hash(subscriber.email) in self.suppressed
+        if suppressed or not subscriber.is_active:
             delivery.status, delivery.error = Delivery.Status.SKIPPED, "address suppressed or inactive"
+            reasons.set_outcome(delivery, *reasons.inactive_line(subscriber, suppressed=suppressed))
             report.skipped += 1
             return
         if not picks:
             delivery.status, delivery.error = Delivery.Status.SKIPPED, "nothing new to send"
+            reasons.set_outcome(delivery, *reasons.nothing_new(ed, subscriber))
             report.skipped += 1
             return
+        reasons_of = {p.paper_id: p.reason for p in picks}
+        late = delivery.outcome == Outcome.HELD
+        if not subscriber.wants_email:
+            self.feed_only(ed, delivery, picks, note=note)
+            return
         with self.timer("render"):
-            digest = compose(ed, subscriber, picks)
+            digest = compose(ed, subscriber, picks, note=note)
+            # What the digest holds, kept even if it never leaves: the feed shows it.
+            delivery.papers = [
+                {"arxiv_id": ed.papers[pid].arxiv_id, "reason": reasons_of[pid]} for pid in digest.paper_ids
+            ]
             message_id, data = self.builder.build(
                 to=subscriber.email,
                 subject=digest.subject,
@@ -200,10 +228,12 @@ class _Batch:
                 )
         except UnknownOutcome as exc:
             delivery.status, delivery.error = Delivery.Status.STUCK, str(exc)[:1000]
+            reasons.set_outcome(delivery, Outcome.STUCK, reasons.FAILED_LINE)
             report.stuck += 1
             self._error(delivery, stop=False)
         except PermanentError as exc:
             delivery.status, delivery.error = Delivery.Status.BOUNCED, str(exc)[:1000]
+            reasons.set_outcome(delivery, Outcome.BOUNCED, reasons.bounced_line(exc))
             self.bounced_ids.append(subscriber.pk)
             report.bounced += 1
             self._error(delivery, stop=False)
@@ -211,23 +241,49 @@ class _Batch:
             final = delivery.attempts >= settings.DIGEST_MAX_ATTEMPTS
             delivery.status = Delivery.Status.FAILED if final else Delivery.Status.PENDING
             delivery.error = str(exc)[:1000]
+            if final:
+                reasons.set_outcome(delivery, Outcome.FAILED, reasons.FAILED_LINE)
+                self.last_error = delivery.error
+            else:
+                line = reasons.retrying_line(exc, relay_down=isinstance(exc, RelayDown))
+                # A late list stays "held" so that its eventual send still says so.
+                if not late:
+                    reasons.set_outcome(delivery, Outcome.RETRYING, line)
             report.failed += final
             report.retry += not final
             self._error(delivery, stop=isinstance(exc, RelayDown))
         else:
-            reasons = {p.paper_id: p.reason for p in picks}
             outcome = {
                 "sent_at": timezone.now().isoformat(),
                 "message_id": message_id,
-                "papers": [{"arxiv_id": ed.papers[pid].arxiv_id, "reason": reasons[pid]} for pid in digest.paper_ids],
+                "papers": delivery.papers,
                 "paper_ids": list(digest.paper_ids),
             }
             with self.timer("send"):
                 note_sent(delivery.pk, outcome)
             apply_sent(delivery, outcome)
+            count = len(digest.paper_ids)
+            if note:
+                reasons.set_outcome(delivery, Outcome.NOTE, reasons.note_line(subscriber, delivery.sent_at, count))
+            else:
+                line = reasons.sent_line(subscriber, delivery.sent_at, count, late=late)
+                reasons.set_outcome(delivery, Outcome.SENT_LATE if late else Outcome.SENT, line)
             self.ledger.extend(ledger_rows(delivery, outcome["paper_ids"]))
             report.sent += 1
             self.consecutive = 0
+
+    def feed_only(self, ed: Edition, delivery: Delivery, picks: list[RankedItem], *, note: bool) -> None:
+        """A feed-only subscriber's day: recorded like a sent digest (ledger, exactly once), no email."""
+        outcome = {
+            "sent_at": timezone.now().isoformat(),
+            "message_id": "",
+            "papers": [{"arxiv_id": ed.papers[p.paper_id].arxiv_id, "reason": p.reason} for p in picks],
+            "paper_ids": [p.paper_id for p in picks],
+        }
+        apply_sent(delivery, outcome)
+        reasons.set_outcome(delivery, Outcome.FEED, reasons.feed_line(len(picks), note=note))
+        self.ledger.extend(ledger_rows(delivery, outcome["paper_ids"]))
+        self.report.sent += 1
 
     def _error(self, delivery: Delivery, *, stop: bool) -> None:
         self.consecutive += 1

@@ -91,6 +91,7 @@ class Edition:
 
     digest_date: date
     weekly: bool
+    days: list[date]  # the feed days it draws from, oldest first
     papers: dict[int, Paper]
     index: PaperIndex
     renderer: DayRenderer
@@ -98,6 +99,11 @@ class Edition:
     @property
     def paper_ids(self) -> list[int]:
         return list(self.papers)
+
+    @property
+    def has_list(self) -> bool:
+        """Whether Hugging Face published any paper on its days (weekends often have none)."""
+        return any(p.featured_on in self.days for p in self.papers.values())
 
 
 def edition_stamp(digest_date: date, *, weekly: bool) -> tuple:
@@ -131,6 +137,7 @@ def build_edition(digest_date: date, *, weekly: bool = False, renderer: type[Day
     return Edition(
         digest_date=digest_date,
         weekly=weekly,
+        days=days,
         papers=candidates,
         index=index,
         renderer=renderer(day=digest_date, papers=list(candidates.values()), weekly=weekly),
@@ -199,10 +206,22 @@ def rank(ed: Edition, subscribers: Sequence[Subscriber]) -> dict[int, list[Ranke
     return ed.index.rank([profile_for(s, already_sent=already.get(s.pk, ())) for s in subscribers])
 
 
-def reader_for(subscriber: Subscriber, digest_date: date) -> Reader:
+def top_overall(ed: Edition, subscribers: Sequence[Subscriber], *, count: int) -> dict[int, list[RankedItem]]:
+    """The day's most upvoted papers each subscriber has not received yet (a quiet day's note)."""
+    already = ledger([s.pk for s in subscribers], ed.paper_ids)
+    return ed.index.rank(
+        [
+            Profile(subscriber_id=s.pk, max_papers=count, already_sent=frozenset(already.get(s.pk, ())))
+            for s in subscribers
+        ]
+    )
+
+
+def reader_for(subscriber: Subscriber, digest_date: date, *, note: bool = False) -> Reader:
+    """``note``: a quiet day's note, whose intro speaks of the day's top papers, not of topics."""
     return Reader(
         email=subscriber.email,
-        topics=tuple(subscriber.topics or ()),
+        topics=() if note else tuple(subscriber.topics or ()),
         frequency=subscriber.frequency,
         webview_url=tokens.webview_url(subscriber, day=digest_date),
         manage_url=tokens.manage_url(subscriber),
@@ -211,8 +230,8 @@ def reader_for(subscriber: Subscriber, digest_date: date) -> Reader:
     )
 
 
-def compose(ed: Edition, subscriber: Subscriber, picks: Sequence[RankedItem]) -> RenderedDigest:
-    return ed.renderer.render(reader_for(subscriber, ed.digest_date), picks)
+def compose(ed: Edition, subscriber: Subscriber, picks: Sequence[RankedItem], *, note: bool = False) -> RenderedDigest:
+    return ed.renderer.render(reader_for(subscriber, ed.digest_date, note=note), picks)
 
 
 def edition(digest_date: date, *, weekly: bool = False) -> Edition:

@@ -23,6 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from digest.models import Delivery, SentPaper, Subscriber, Suppression, email_hash
+from digest.sending import reasons
 from papers.services import alert_curators
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 JOURNAL_KEY = "digest:sent:{}"
 TRY_KEY = "digest:try:{}"
 JOURNAL_SECONDS = 3 * 86_400
-OUTCOME_FIELDS = ["status", "error", "sent_at", "message_id", "papers", "attempts"]
+OUTCOME_FIELDS = ["status", "error", "sent_at", "message_id", "papers", "attempts", "outcome", "outcome_line"]
 
 
 def _journal(key: str, value: object) -> None:
@@ -100,10 +101,11 @@ def _update_outcomes(done: Sequence[Delivery]) -> None:
             """
             UPDATE digest_delivery AS d
                SET status = v.status, error = v.error, sent_at = v.sent_at,
-                   message_id = v.message_id, papers = v.papers::jsonb, attempts = v.attempts
+                   message_id = v.message_id, papers = v.papers::jsonb, attempts = v.attempts,
+                   outcome = v.outcome, outcome_line = v.outcome_line
               FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[],
-                          %s::int[])
-                   AS v(id, status, error, sent_at, message_id, papers, attempts)
+                          %s::int[], %s::text[], %s::text[])
+                   AS v(id, status, error, sent_at, message_id, papers, attempts, outcome, outcome_line)
              WHERE d.id = v.id
             """,
             [
@@ -114,6 +116,8 @@ def _update_outcomes(done: Sequence[Delivery]) -> None:
                 [d.message_id for d in done],
                 [json.dumps(d.papers) for d in done],
                 [d.attempts for d in done],
+                [d.outcome for d in done],
+                [d.outcome_line for d in done],
             ],
         )
 
@@ -137,7 +141,12 @@ def _note_bounces(subscriber_ids: list[int]) -> None:
     )
     Delivery.objects.filter(
         subscriber_id__in=[pk for pk, _ in over], status__in=[Delivery.Status.PENDING, Delivery.Status.WAITING]
-    ).update(status=Delivery.Status.SKIPPED, error="address suppressed after repeated hard bounces")
+    ).update(
+        status=Delivery.Status.SKIPPED,
+        error="address suppressed after repeated hard bounces",
+        outcome=Delivery.Outcome.SUPPRESSED,
+        outcome_line=reasons.inactive_line(None, suppressed=True)[1],
+    )
     logger.warning("suppressed %s addresses after repeated hard bounces", len(over))
 
 
@@ -153,6 +162,17 @@ def alert_stuck(count: int, *, why: str) -> None:
     )
 
 
+def alert_failed(count: int, *, last: str) -> None:
+    """Tell curators that ``count`` digests gave up after their last try (the manage page says so)."""
+    alert_curators(
+        subject=f"{count} digests failed",
+        body=(
+            f"{count} digests were not sent after {settings.DIGEST_MAX_ATTEMPTS} tries; the last error: {last}."
+            " Retry them from the console's Deliveries page once the relay is fine."
+        ),
+    )
+
+
 def mark_stuck(*, now: datetime | None = None) -> int:
     """Rows left "sending" by a dead worker.
 
@@ -163,7 +183,9 @@ def mark_stuck(*, now: datetime | None = None) -> int:
     """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.DIGEST_STUCK_AFTER)
-    candidates = list(Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_at__lt=cutoff))
+    candidates = list(
+        Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_at__lt=cutoff).select_related("subscriber")
+    )
     if not candidates:
         return 0
     journal = cache.get_many([JOURNAL_KEY.format(d.pk) for d in candidates])
@@ -182,18 +204,25 @@ def mark_stuck(*, now: datetime | None = None) -> int:
                 sent_at=delivery.sent_at,
                 message_id=delivery.message_id,
                 papers=delivery.papers,
+                outcome=Delivery.Outcome.SENT,
+                outcome_line=reasons.sent_line(delivery.subscriber, delivery.sent_at, len(delivery.papers), late=False),
             )
         SentPaper.objects.bulk_create(ledger, ignore_conflicts=True)
     unknown = [d.pk for d in candidates if d not in recovered]
     tried = cache.get_many([TRY_KEY.format(pk) for pk in unknown])
     untried = [pk for pk in unknown if TRY_KEY.format(pk) not in tried]
     Delivery.objects.filter(pk__in=untried, status=Delivery.Status.SENDING).update(
-        status=Delivery.Status.PENDING, error="its worker died before trying to send it"
+        status=Delivery.Status.PENDING,
+        error="its worker died before trying to send it",
+        outcome=Delivery.Outcome.RETRYING,
+        outcome_line=reasons.retrying_line(relay_down=True),
     )
     stuck_ids = [pk for pk in unknown if TRY_KEY.format(pk) in tried]
     count = Delivery.objects.filter(pk__in=stuck_ids, status=Delivery.Status.SENDING).update(
         status=Delivery.Status.STUCK,
         error="the worker sending it stopped before recording the outcome; it may or may not have been sent",
+        outcome=Delivery.Outcome.STUCK,
+        outcome_line=reasons.FAILED_LINE,
     )
     if recovered:
         logger.warning("recorded %s digests a dead worker had sent (from the journal)", len(recovered))

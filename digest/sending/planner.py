@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from digest import jobs
 from digest.models import Delivery, Subscriber
+from digest.sending import reasons
 from digest.sending.editions import digest_ready, is_weekly_day, papers_days
 from digest.sending.outcomes import mark_stuck
 from digest.sending.pause import sending_paused
@@ -52,14 +53,22 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def _create_deliveries(subscriber_ids: Iterable[int], digest_date: date, *, ready: bool) -> int:
+def _create_deliveries(subscriber_ids: Iterable[int], digest_date: date, *, ready: bool, weekly: bool) -> int:
     status = Delivery.Status.PENDING if ready else Delivery.Status.WAITING
+    why = (
+        {}
+        if ready
+        else {
+            "outcome": Delivery.Outcome.HELD,
+            "outcome_line": reasons.held_line(papers_days(digest_date, weekly=weekly)[-1]),
+        }
+    )
     created = 0
     iterator = iter(subscriber_ids)
     while chunk := list(itertools.islice(iterator, PLAN_CHUNK)):
         before = Delivery.objects.filter(digest_date=digest_date, subscriber_id__in=chunk).count()
         Delivery.objects.bulk_create(
-            [Delivery(subscriber_id=sid, digest_date=digest_date, status=status) for sid in chunk],
+            [Delivery(subscriber_id=sid, digest_date=digest_date, status=status, **why) for sid in chunk],
             ignore_conflicts=True,
         )
         created += Delivery.objects.filter(digest_date=digest_date, subscriber_id__in=chunk).count() - before
@@ -86,8 +95,9 @@ def _plan(report: PlanReport, digest_date: date, subscribers: QuerySet[Subscribe
         frequencies.append(Subscriber.Frequency.WEEKLY)
     for frequency in frequencies:
         ids = _due(digest_date, subscribers.filter(frequency=frequency))
-        ready = digest_ready(digest_date, weekly=frequency == Subscriber.Frequency.WEEKLY)
-        created = _create_deliveries(ids, digest_date, ready=ready)
+        weekly = frequency == Subscriber.Frequency.WEEKLY
+        ready = digest_ready(digest_date, weekly=weekly)
+        created = _create_deliveries(ids, digest_date, ready=ready, weekly=weekly)
         report.planned += created
         if created:
             report.dates.add(digest_date)
@@ -135,7 +145,12 @@ def expire_waiting(*, today: date | None = None) -> int:
     today = today or timezone.localdate()
     return Delivery.objects.filter(
         status=Delivery.Status.WAITING, digest_date__lt=today - timedelta(days=WAITING_DAYS)
-    ).update(status=Delivery.Status.SKIPPED, error=f"its papers never arrived within {WAITING_DAYS} days")
+    ).update(
+        status=Delivery.Status.SKIPPED,
+        error=f"its papers never arrived within {WAITING_DAYS} days",
+        outcome=Delivery.Outcome.NEVER_ARRIVED,
+        outcome_line=reasons.never_arrived_line(WAITING_DAYS),
+    )
 
 
 def alert_waiting() -> None:

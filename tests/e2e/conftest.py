@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+from tests.digest.conftest import fast_sending, smtp_server  # noqa: F401 - browser tests send digests too
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
