@@ -10,6 +10,7 @@ wsgi.py and celery.py turn ImproperlyConfigured into that line).
 """
 
 import calendar
+import json
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -279,8 +280,69 @@ DIGEST_BOUNCE_LIMIT = envint("DIGEST_BOUNCE_LIMIT", "3", minimum=1)
 # marked stuck and reported, never resent. Longer than any batch may run (the task limit).
 DIGEST_STUCK_AFTER = envint("DIGEST_STUCK_AFTER", str(CELERY_TASK_TIME_LIMIT + 300), minimum=5)
 
-# No relay configured: write each message to OUTBOX_DIR as an .eml file.
-EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "digest.mail.OutboxBackend"
+# --- DKIM (digest/mail/dkim.py): every message sent over SMTP is signed when these are set
+DKIM_SELECTOR = env("DKIM_SELECTOR")
+DKIM_DOMAIN = env("DKIM_DOMAIN").lower()
+# The PEM text itself (an env file may write its line breaks as \n), or a file holding it.
+DKIM_PRIVATE_KEY = env("DKIM_PRIVATE_KEY").replace("\\n", "\n")
+DKIM_PRIVATE_KEY_FILE = env("DKIM_PRIVATE_KEY_FILE")
+if DKIM_PRIVATE_KEY_FILE:
+    if DKIM_PRIVATE_KEY:
+        raise ImproperlyConfigured("set DKIM_PRIVATE_KEY or DKIM_PRIVATE_KEY_FILE, not both")
+    try:
+        DKIM_PRIVATE_KEY = Path(DKIM_PRIVATE_KEY_FILE).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImproperlyConfigured(f"DKIM_PRIVATE_KEY_FILE cannot be read: {exc}") from None
+_dkim_set = [n for n, v in (("DKIM_SELECTOR", DKIM_SELECTOR), ("DKIM_DOMAIN", DKIM_DOMAIN)) if v]
+if DKIM_PRIVATE_KEY:
+    _dkim_set.append("DKIM_PRIVATE_KEY")
+if _dkim_set and len(_dkim_set) < 3:
+    raise ImproperlyConfigured(
+        "DKIM needs DKIM_SELECTOR, DKIM_DOMAIN and DKIM_PRIVATE_KEY (or _FILE) together;"
+        f" only {', '.join(_dkim_set)} set"
+    )
+if DKIM_PRIVATE_KEY:
+    from cryptography.hazmat.primitives.asymmetric import rsa as _rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key as _load_pem
+
+    try:
+        _dkim_key = _load_pem(DKIM_PRIVATE_KEY.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"DKIM_PRIVATE_KEY is not an unencrypted PEM private key ({exc})") from None
+    if not isinstance(_dkim_key, _rsa.RSAPrivateKey) or _dkim_key.key_size < 1024:
+        raise ImproperlyConfigured("DKIM_PRIVATE_KEY must be an RSA key of at least 1024 bits (2048 recommended)")
+
+# --- an email provider's API instead of SMTP (django-anymail) -------------------
+# "smtp" (EMAIL_HOST, else the outbox) or an anymail ESP name: amazon_ses, postmark,
+# mailgun, sendgrid, brevo, resend, postal, ... Its settings are anymail's own names
+# with their ANYMAIL_ prefix, read from the environment as they are (JSON for a dict).
+EMAIL_PROVIDER = env("EMAIL_PROVIDER", "smtp").lower()
+if EMAIL_PROVIDER != "smtp":
+    import importlib.util
+
+    if not EMAIL_PROVIDER.isidentifier() or importlib.util.find_spec(f"anymail.backends.{EMAIL_PROVIDER}") is None:
+        raise ImproperlyConfigured(
+            f"EMAIL_PROVIDER must be smtp or an anymail provider such as amazon_ses, postmark, mailgun,"
+            f" sendgrid, brevo, resend or postal; got {EMAIL_PROVIDER!r}"
+        )
+ANYMAIL: dict[str, object] = {}
+for _name, _value in sorted(os.environ.items()):
+    if _name.startswith("ANYMAIL_") and _value.strip():
+        _value = _value.strip()
+        if _value[0] in "{[":
+            try:
+                _value = json.loads(_value)
+            except ValueError:
+                raise ImproperlyConfigured(f"{_name} looks like JSON but does not parse") from None
+        ANYMAIL[_name.removeprefix("ANYMAIL_")] = _value
+
+if EMAIL_PROVIDER != "smtp":
+    EMAIL_BACKEND = f"anymail.backends.{EMAIL_PROVIDER}.EmailBackend"
+elif EMAIL_HOST:
+    EMAIL_BACKEND = "digest.mail.dkim.DkimSmtpBackend"
+else:
+    # No relay configured: write each message to OUTBOX_DIR as an .eml file.
+    EMAIL_BACKEND = "digest.mail.OutboxBackend"
 
 # --- signup abuse limits (counted in the shared cache) -----------------------
 # Signup submissions one IP address may make per hour; confirmation and "manage your

@@ -8,8 +8,11 @@
   behind it, and the :class:`Mailer` that paces and retries over one of them.
 - :mod:`~digest.mail.outbox`: the ``.eml`` outbox, shared by the Django backend and the
   digest transport.
+- :mod:`~digest.mail.dkim`: DKIM signatures on what goes out over SMTP, and Django's SMTP
+  backend that adds them.
 """
 
+from digest.mail import dkim
 from digest.mail.message import MessageBuilder, list_unsubscribe
 from digest.mail.outbox import OutboxBackend, write_eml
 from digest.mail.templated import inline_css, make_message
@@ -36,6 +39,7 @@ __all__ = [
     "TemporaryError",
     "Transport",
     "UnknownOutcome",
+    "dkim",
     "inline_css",
     "list_unsubscribe",
     "make_message",

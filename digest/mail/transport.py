@@ -37,6 +37,10 @@ class PermanentError(Exception):
 
 
 class Transport(Protocol):
+    #: Whether what it sends must carry the service's own DKIM signature (an email
+    #: provider's API signs with the keys set up there instead).
+    dkim: bool
+
     def send(self, sender: str, to: str, data: bytes) -> None:
         """Hand over one message, or raise TemporaryError, PermanentError or UnknownOutcome."""
 
@@ -46,6 +50,8 @@ class Transport(Protocol):
 
 class SmtpTransport:
     """One reused SMTP connection to EMAIL_HOST, reopened when the relay drops it."""
+
+    dkim = True
 
     def __init__(self) -> None:
         self.connection: smtplib.SMTP | None = None
@@ -138,6 +144,8 @@ class SmtpTransport:
 
 class OutboxTransport:
     """No EMAIL_HOST: each digest becomes an .eml file in OUTBOX_DIR, like every other email."""
+
+    dkim = False
 
     def __init__(self, outbox: Path | None = None) -> None:
         self.outbox = Path(outbox or settings.OUTBOX_DIR)

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from digest import tokens
-from digest.mail import Mailer, MessageBuilder, PermanentError, RelayDown, TemporaryError, UnknownOutcome
+from digest.mail import Mailer, MessageBuilder, PermanentError, RelayDown, TemporaryError, UnknownOutcome, dkim
 from digest.models import Delivery, SentPaper, Subscriber, Suppression, email_hash
 from digest.ranking import RankedItem
 from digest.sending.editions import Edition, Editions, compose, editions, rank
@@ -142,6 +142,8 @@ class _Batch:
         self.mailer = mailer or Mailer()
         self.progress = progress
         self.builder = MessageBuilder()
+        # Signed here, after the reader's message is assembled, so "sign" is a stage of its own.
+        self.signer = dkim.signer() if self.mailer.via.dkim else None
         self.ledger: list[SentPaper] = []
         self.bounced_ids: list[int] = []
         self.consecutive = 0
@@ -192,6 +194,9 @@ class _Batch:
                 message_id=f"<digest.{delivery.pk}.{ed.digest_date:%Y%m%d}@{self.builder.domain}>",
                 feedback_id=f"digest-{ed.digest_date:%Y%m%d}",
             )
+        if self.signer is not None:
+            with self.timer("sign"):
+                data = self.signer.sign(data)
         delivery.attempts += 1  # counted only when the relay is really asked
         try:
             with self.timer("send"):
