@@ -248,8 +248,30 @@ EMAIL_HOST_USER = env("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "true" if EMAIL_HOST else "false")
 EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", "30", minimum=1)
+# --- mail that comes back (digest/inbound.py): a bounce / unsubscribe mailbox over IMAP
+# imaps://user:password@host[:993]/INBOX (implicit TLS) or imap://... (STARTTLS, required);
+# ?processed=Processed names the folder handled messages move to, ?cafile=/path a CA bundle.
+INBOUND_IMAP_URL = env("INBOUND_IMAP_URL")
+if INBOUND_IMAP_URL and (
+    urlsplit(INBOUND_IMAP_URL).scheme not in ("imap", "imaps")
+    or not urlsplit(INBOUND_IMAP_URL).hostname
+    or not urlsplit(INBOUND_IMAP_URL).username
+):
+    raise ImproperlyConfigured("INBOUND_IMAP_URL must look like imaps://user:password@host/INBOX")
+INBOUND_IMAP_MINUTES = envint("INBOUND_IMAP_MINUTES", "5", minimum=1, maximum=59)
+# The provider posts mail sent to UNSUBSCRIBE_MAILTO to /webhooks/<provider>/inbound/.
+INBOUND_WEBHOOK = envbool("INBOUND_WEBHOOK", "false")
 # The mailto: half of List-Unsubscribe (RFC 2369); some mailbox providers only honour mailto.
-UNSUBSCRIBE_MAILTO = env("UNSUBSCRIBE_MAILTO", f"unsubscribe@{_site_host}")
+# Advertised only when something reads that mailbox: an unsubscribe we promise and ignore
+# would break the law's and Gmail's two-day rule.
+UNSUBSCRIBE_MAILTO = (
+    env("UNSUBSCRIBE_MAILTO", f"unsubscribe@{_site_host}") if INBOUND_IMAP_URL or INBOUND_WEBHOOK else ""
+)
+# VERP: digests leave with the envelope sender bounces+d<id>-<signature>@..., so a bounce
+# names its delivery unforgeably (the mailbox must accept +tags). Empty: DIGEST_FROM_EMAIL.
+RETURN_PATH = env("RETURN_PATH")
+if RETURN_PATH and ("@" not in RETURN_PATH or "+" in RETURN_PATH or "<" in RETURN_PATH):
+    raise ImproperlyConfigured(f"RETURN_PATH must be a bare address without a +tag, got {RETURN_PATH!r}")
 OUTBOX_DIR = VAR_DIR / "outbox"
 # --- the daily digest (digest/sending.py) ----------------------------------------
 # CAN-SPAM: every digest names a physical postal address in its footer.

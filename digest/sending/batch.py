@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from digest import tokens
-from digest.mail import Mailer, MessageBuilder, PermanentError, RelayDown, TemporaryError, UnknownOutcome, dkim
+from digest.mail import Mailer, MessageBuilder, PermanentError, RelayDown, TemporaryError, UnknownOutcome, dkim, verp
 from digest.models import Delivery, SentPaper, Subscriber, Suppression, email_hash
 from digest.ranking import RankedItem
 from digest.sending.editions import Edition, Editions, compose, editions, rank
@@ -201,7 +201,7 @@ class _Batch:
         try:
             with self.timer("send"):
                 self.mailer.send(
-                    self.builder.envelope_from, subscriber.email, data, before=lambda: note_try(delivery.pk)
+                    self.return_path(delivery), subscriber.email, data, before=lambda: note_try(delivery.pk)
                 )
         except UnknownOutcome as exc:
             delivery.status, delivery.error = Delivery.Status.STUCK, str(exc)[:1000]
@@ -233,6 +233,13 @@ class _Batch:
             self.ledger.extend(ledger_rows(delivery, outcome["paper_ids"]))
             report.sent += 1
             self.consecutive = 0
+
+    def return_path(self, delivery: Delivery) -> str:
+        """The envelope sender: a signed VERP address when RETURN_PATH is set, so a later bounce
+        names this delivery; else the From address."""
+        if settings.RETURN_PATH:
+            return verp.return_path(settings.RETURN_PATH, delivery.pk)
+        return self.builder.envelope_from
 
     def _error(self, delivery: Delivery, *, stop: bool) -> None:
         self.consecutive += 1

@@ -174,3 +174,16 @@ def test_it_refuses_bad_deliverability_settings_with_one_line(env: dict[str, str
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
+
+
+def test_the_mailto_unsubscribe_is_not_advertised_without_an_inbound_source() -> None:
+    show = "from django.conf import settings; print(repr(settings.UNSUBSCRIBE_MAILTO))"
+
+    def mailto(**env: str) -> str:
+        return manage("shell", "--no-imports", "-c", show, **env).stdout.strip()
+
+    assert mailto(UNSUBSCRIBE_MAILTO="u@example.org") == "''"
+    assert (
+        mailto(UNSUBSCRIBE_MAILTO="u@example.org", INBOUND_IMAP_URL="imaps://u:p@127.0.0.1/INBOX") == "'u@example.org'"
+    )
+    assert mailto(UNSUBSCRIBE_MAILTO="u@example.org", INBOUND_WEBHOOK="true") == "'u@example.org'"

@@ -1,0 +1,125 @@
+"""Bounces, complaints and unsubscribes that arrive after the send: one service whatever brought them.
+
+Webhooks (digest/webhooks.py) and the bounce mailbox (digest/inbound.py) hand every event
+to :func:`event_record`. It is idempotent (an event is stored once per source and id, and
+a delivery's second event of the same kind, from another source, changes nothing more),
+and an event that names no delivery of ours, or whose recipient is not that delivery's
+subscriber, changes nothing at all.
+
+- hard bounce: the address is suppressed at once;
+- complaint: suppressed at once, the reason kept; a complaint suppression is never lifted
+  by a new signup, so no email of any kind (not even a confirmation) goes there again;
+- soft bounce: counts toward DIGEST_BOUNCE_LIMIT, like an SMTP 5xx during the send;
+- unsubscribe: the subscriber is unsubscribed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from digest import services, tokens
+from digest.models import Delivery, DeliveryEvent, Subscriber, Suppression, email_hash
+
+logger = logging.getLogger(__name__)
+
+Kind = DeliveryEvent.Kind
+Outcome = Literal["applied", "duplicate", "unmatched"]
+
+
+@dataclass(frozen=True)
+class Event:
+    source: str  # "imap" or the provider, e.g. "postmark"
+    event_id: str  # unique within the source
+    kind: str  # a DeliveryEvent.Kind
+    message_id: str = ""  # as recorded on Delivery.message_id
+    delivery_id: int | None = None  # from a signed VERP return path
+    recipient: str = ""  # the address the event is about; must be the delivery's subscriber's
+    token: str = ""  # an unsubscribe token (mailto requests): names the subscriber itself
+    detail: str = ""
+
+
+def _target(event: Event) -> tuple[Subscriber | None, Delivery | None]:
+    if event.token:
+        try:
+            subscriber, _ = tokens.read_token(event.token, "unsubscribe")
+        except tokens.BadToken:
+            return None, None
+        return subscriber, None
+    delivery = None
+    if event.delivery_id is not None:
+        delivery = Delivery.objects.select_related("subscriber").filter(pk=event.delivery_id).first()
+    elif event.message_id:
+        delivery = Delivery.objects.select_related("subscriber").filter(message_id=event.message_id).first()
+    if delivery is None:
+        return None, None
+    if event.recipient and email_hash(event.recipient) != email_hash(delivery.subscriber.email):
+        # A report about someone else's mail quoting our Message-ID: forged or confused.
+        return None, None
+    return delivery.subscriber, delivery
+
+
+def event_record(event: Event) -> Outcome:
+    """Store ``event`` once and apply it; see the module's docstring."""
+    subscriber, delivery = _target(event)
+    if subscriber is None:
+        logger.info("%s event %s from %s matches no delivery: ignored", event.kind, event.event_id, event.source)
+        return "unmatched"
+    with transaction.atomic():
+        repeated = delivery is not None and DeliveryEvent.objects.filter(delivery=delivery, kind=event.kind).exists()
+        try:
+            with transaction.atomic():
+                DeliveryEvent.objects.create(
+                    source=event.source,
+                    event_id=event.event_id[:255],
+                    kind=event.kind,
+                    subscriber=subscriber,
+                    delivery=delivery,
+                    detail=event.detail[:500],
+                )
+        except IntegrityError:
+            return "duplicate"
+        if not repeated:
+            _apply(event, subscriber, delivery)
+    return "applied"
+
+
+def _apply(event: Event, subscriber: Subscriber, delivery: Delivery | None) -> None:
+    if event.kind == Kind.UNSUBSCRIBE:
+        services.subscriber_unsubscribe(subscriber=subscriber)
+        return
+    if delivery is not None and event.kind == Kind.HARD_BOUNCE:
+        Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.SENT).update(
+            status=Delivery.Status.BOUNCED, error=f"bounced later: {event.detail}"[:1000]
+        )
+    if event.kind == Kind.COMPLAINT:
+        # The strongest reason: replaces a bounce or deletion record, never a curator's block.
+        Suppression.objects.filter(email_hash=email_hash(subscriber.email)).exclude(
+            reason=Suppression.Reason.CURATOR
+        ).update(reason=Suppression.Reason.COMPLAINT)
+        _suppress(subscriber, Suppression.Reason.COMPLAINT, why="spam complaint")
+        logger.warning("spam complaint from subscriber %s (%s): suppressed", subscriber.pk, event.source)
+    elif event.kind == Kind.HARD_BOUNCE:
+        _suppress(subscriber, Suppression.Reason.BOUNCED, why="hard bounce")
+    elif event.kind == Kind.SOFT_BOUNCE:
+        Subscriber.objects.filter(pk=subscriber.pk).update(bounce_count=F("bounce_count") + 1)
+        subscriber.refresh_from_db(fields=["bounce_count"])
+        if subscriber.bounce_count >= settings.DIGEST_BOUNCE_LIMIT:
+            _suppress(subscriber, Suppression.Reason.BOUNCED, why="repeated soft bounces")
+
+
+def _suppress(subscriber: Subscriber, reason: str, *, why: str) -> None:
+    Suppression.objects.get_or_create(email_hash=email_hash(subscriber.email), defaults={"reason": reason})
+    now = timezone.now()
+    Subscriber.objects.filter(pk=subscriber.pk).exclude(status=Subscriber.Status.UNSUBSCRIBED).update(
+        status=Subscriber.Status.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now
+    )
+    Delivery.objects.filter(
+        subscriber=subscriber, status__in=[Delivery.Status.PENDING, Delivery.Status.WAITING]
+    ).update(status=Delivery.Status.SKIPPED, error=f"address suppressed: {why}")
