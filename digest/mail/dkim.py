@@ -1,14 +1,17 @@
 """DKIM signatures (RFC 6376, relaxed/relaxed) on the messages the service sends over SMTP.
 
-dkimpy canonicalizes, hashes and writes the DKIM-Signature header; only the RSA step is
-handed to OpenSSL (through ``cryptography``): dkimpy's own pure-Python RSA costs about
-10 ms per signature on a 2048-bit key, several times a whole digest's assembly.
+Built from dkimpy's parts (and verified by dkimpy in the tests); the RSA step goes to
+OpenSSL through ``cryptography``: dkimpy's own pure-Python RSA costs about 10 ms per
+2048-bit signature, several times a whole digest's assembly.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
 import smtplib
+import time
 from functools import cache
 
 import dkim
@@ -17,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from django.conf import settings
 from django.core.mail.backends.smtp import EmailBackend
 from django.core.mail.message import sanitize_address
+from dkim import canonicalization
 
 # RFC 8058 wants List-Unsubscribe and List-Unsubscribe-Post covered; a header listed but
 # absent (a confirmation has no List-Id) is signed as absent, so nobody can add it later.
@@ -30,6 +34,10 @@ SIGNED_HEADERS = (
     b"list-unsubscribe-post",
     b"list-id",
 )
+
+
+NAME = b"DKIM-Signature"
+RELAXED = canonicalization.CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 
 
 class DkimKeyError(ValueError):
@@ -49,27 +57,18 @@ def load_private_key(pem: str | bytes) -> rsa.RSAPrivateKey:
     return key
 
 
-class _OpenSslDKIM(dkim.DKIM):
-    """dkimpy's signer with the RSA operation done by OpenSSL; everything else is dkimpy's."""
+_WSP_RUN = re.compile(rb"[\t ]{2,}|\t")
 
-    def __init__(self, message: bytes, key: rsa.RSAPrivateKey) -> None:
-        super().__init__(message, linesep=b"\r\n")
-        self.openssl_key = key
 
-    def gen_header(self, fields, include_headers, canon_policy, header_name, pk, standardize=False):
-        # dkimpy's gen_header (1.1), less its ed25519 branch, with the signature from OpenSSL.
-        header_value = b"; ".join(b"=".join(x) for x in fields)
-        header_value = dkim.fold(header_value, namelen=len(header_name), linesep=b"\r\n")
-        header_value = dkim.RE_BTAG.sub(b"\\1", header_value)
-        header = (header_name, b" " + header_value)
-        hashed = dkim.HashThrough(self.hasher(), self.debug_content)
-        headers = canon_policy.canonicalize_headers(self.headers)
-        self.signed_headers = dkim.hash_headers(hashed, canon_policy, headers, include_headers, header, dict(fields))
-        signature = self.openssl_key.sign(hashed.digest(), padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
-        idx = next(i for i, (tag, _) in enumerate(fields) if tag == b"b")
-        fields[idx] = (b"b", base64.b64encode(signature))
-        header_value = b"; ".join(b"=".join(x) for x in fields) + self.linesep
-        return dkim.fold(header_value, namelen=len(header_name), linesep=self.linesep)
+def relaxed_body(body: bytes) -> bytes:
+    """RFC 6376 relaxed body canonicalization, equal to dkimpy's (tests hold the two equal)
+    but several times faster on HTML: dkimpy replaces every single space with a space."""
+    if b"\t" in body or b"  " in body:
+        body = _WSP_RUN.sub(b" ", body)
+    if b" \r\n" in body:
+        # After compressing, trailing white space is at most one space before the line end.
+        body = body.replace(b" \r\n", b"\r\n")
+    return canonicalization.correct_empty_body(canonicalization.strip_trailing_lines(body))
 
 
 class Signer:
@@ -79,24 +78,49 @@ class Signer:
         self.selector = selector.encode()
         self.domain = domain.encode()
         self.key = load_private_key(private_key)
-        # dkimpy parses the PEM itself (for the key's length); hand it the canonical form.
-        self.pem = self.key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-        )
 
     def sign(self, data: bytes) -> bytes:
-        """``data`` with a DKIM-Signature header in front."""
+        """``data`` (headers, a blank line, the body) with a DKIM-Signature header in front.
+
+        dkimpy's own ``DKIM.sign`` step by step, built from its parts (header parsing and
+        canonicalization, folding, the header hash), with three shortcuts that matter at
+        a digest's size: only the header block goes through its line parser, the body
+        through :func:`relaxed_body`, and the RSA signature through OpenSSL with the key
+        loaded once (dkimpy would parse the PEM and run pure-Python RSA per message).
+        """
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            raise DkimKeyError("cannot sign a message without a blank line after its headers")
         try:
-            header = _OpenSslDKIM(data, self.key).sign(
-                self.selector,
-                self.domain,
-                self.pem,
-                canonicalize=(b"relaxed", b"relaxed"),
-                include_headers=list(SIGNED_HEADERS),
-            )
+            headers, _ = dkim.rfc822_parse(data[: end + 4])
         except dkim.DKIMException as exc:
             raise DkimKeyError(f"cannot sign the message: {exc}") from exc
-        return header + data
+        body_hash = base64.b64encode(hashlib.sha256(relaxed_body(data[end + 4 :])).digest())
+        fields = [
+            (b"v", b"1"),
+            (b"a", b"rsa-sha256"),
+            (b"c", b"relaxed/relaxed"),
+            (b"d", self.domain),
+            (b"i", b"@" + self.domain),
+            (b"q", b"dns/txt"),
+            (b"s", self.selector),
+            (b"t", str(int(time.time())).encode()),
+            (b"h", b" : ".join(SIGNED_HEADERS)),
+            (b"bh", body_hash),
+            # As dkimpy does: b= folds onto its own line, so adding the value later does not
+            # refold (and so change) the tags hashed before it.
+            (b"b", b"0" * 60),
+        ]
+        unsigned = dkim.fold(b"; ".join(b"=".join(f) for f in fields), namelen=len(NAME), linesep=b"\r\n")
+        unsigned = dkim.RE_BTAG.sub(b"\\1", unsigned)
+        hashed = dkim.HashThrough(hashlib.sha256())
+        dkim.hash_headers(
+            hashed, RELAXED, RELAXED.canonicalize_headers(headers), SIGNED_HEADERS, (NAME, b" " + unsigned), {}
+        )
+        signature = self.key.sign(hashed.digest(), padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+        fields[-1] = (b"b", base64.b64encode(signature))
+        value = dkim.fold(b"; ".join(b"=".join(f) for f in fields) + b"\r\n", namelen=len(NAME), linesep=b"\r\n")
+        return NAME + b": " + value + data
 
     def dns_record(self) -> tuple[str, str]:
         """(name, TXT value) of the public key receivers look up."""

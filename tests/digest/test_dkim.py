@@ -9,6 +9,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.management import call_command
+from dkim import canonicalization
+from hypothesis import given
+from hypothesis import strategies as st
 
 from digest import sending
 from digest.mail import dkim as digest_dkim
@@ -135,3 +138,10 @@ def test_checkdns_warns_when_the_signing_domain_is_not_aligned_with_from(signing
     call_command("checkdns")
 
     assert "not digest.example.org or a parent of it" in capsys.readouterr().err
+
+
+@given(st.lists(st.sampled_from([b"a", b"<td>", b" ", b"  ", b"\t", b"\r\n", b"\r", b"\n", b"=\r\n"]), max_size=60))
+def test_the_fast_relaxed_body_canonicalization_equals_dkimpys(parts: list[bytes]) -> None:
+    body = b"".join(parts)
+
+    assert digest_dkim.relaxed_body(body) == canonicalization.Relaxed.canonicalize_body(body)
