@@ -15,9 +15,10 @@ subscriber, changes nothing at all.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -43,6 +44,49 @@ class Event:
     recipient: str = ""  # the address the event is about; must be the delivery's subscriber's
     token: str = ""  # an unsubscribe token (mailto requests): names the subscriber itself
     detail: str = ""
+
+
+# Provider events whose normalized type is "bounced" but whose own record says temporary.
+def _soft(esp_event: object) -> bool:
+    if not isinstance(esp_event, dict):
+        return False
+    bounce = esp_event.get("bounce")
+    return (
+        esp_event.get("Type") == "SoftBounce"  # Postmark
+        or (isinstance(bounce, dict) and bounce.get("bounceType") in ("Transient", "Undetermined"))  # Amazon SES
+        or esp_event.get("severity") == "temporary"  # Mailgun
+    )
+
+
+def from_tracking(tracking: Any, *, esp_name: str) -> Event | None:
+    """A django-anymail tracking event (already authenticated by its webhook view) as ours,
+    or None for the kinds that change nothing here (sent, delivered, opened, deferred, ...).
+
+    "rejected" is the provider refusing the address itself (its own suppression list, an
+    invalid mailbox): as good as a hard bounce."""
+    kinds = {"bounced": Kind.HARD_BOUNCE, "rejected": Kind.HARD_BOUNCE, "complained": Kind.COMPLAINT,
+             "unsubscribed": Kind.UNSUBSCRIBE}  # fmt: skip
+    kind = kinds.get(tracking.event_type)
+    if kind is None or not tracking.message_id:
+        return None
+    if kind == Kind.HARD_BOUNCE and _soft(tracking.esp_event):
+        kind = Kind.SOFT_BOUNCE
+    source = esp_name.lower().replace(" ", "_")[:32]
+    event_id = (
+        tracking.event_id
+        or hashlib.sha256(
+            f"{tracking.message_id}|{tracking.event_type}|{tracking.recipient}|{tracking.timestamp}".encode()
+        ).hexdigest()
+    )
+    detail = " ".join(str(part) for part in (tracking.description, tracking.mta_response) if part)
+    return Event(
+        source=source,
+        event_id=f"{kind}:{event_id}:{tracking.recipient or ''}"[:255],
+        kind=kind,
+        message_id=str(tracking.message_id),
+        recipient=tracking.recipient or "",
+        detail=detail,
+    )
 
 
 def _target(event: Event) -> tuple[Subscriber | None, Delivery | None]:

@@ -43,13 +43,13 @@ class InboundReport:
     waiting: int = 0  # all flagged messages in the mailbox now
 
 
-def report_event(report: reports.Report) -> events.Event | None:
+def report_event(report: reports.Report, *, source: str = SOURCE) -> events.Event | None:
     """The event a parsed report stands for, or None when it names nothing of ours."""
     kind = KINDS.get(report.kind)
     if kind is None:
         return None
     if kind == DeliveryEvent.Kind.UNSUBSCRIBE:
-        return events.Event(source=SOURCE, event_id=report.report_id, kind=kind, token=report.token,
+        return events.Event(source=source, event_id=report.report_id, kind=kind, token=report.token,
                             detail="mailto unsubscribe")  # fmt: skip
     delivery_id = None
     if settings.RETURN_PATH:
@@ -66,7 +66,7 @@ def report_event(report: reports.Report) -> events.Event | None:
         return None
     detail = " ".join(part for part in (report.status, report.detail) if part)
     return events.Event(
-        source=SOURCE,
+        source=source,
         event_id=report.report_id,
         kind=kind,
         delivery_id=delivery_id,

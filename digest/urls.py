@@ -2,7 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import path
 
-from digest import views
+from digest import views, webhooks
 from digest.tokens import PATHS
 
 urlpatterns = [
@@ -17,5 +17,6 @@ urlpatterns = [
     path(f"{PATHS['feedback']}<str:token>", views.feedback, name="feedback"),
     path(f"{PATHS['webview']}<str:token>", views.webview, name="webview"),
     path("healthz", views.healthz, name="healthz"),
+    *webhooks.urlpatterns,
     path(settings.ADMIN_URL, admin.site.urls),
 ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 import smtplib
 import time
 from functools import cache
@@ -57,17 +56,15 @@ def load_private_key(pem: str | bytes) -> rsa.RSAPrivateKey:
     return key
 
 
-_WSP_RUN = re.compile(rb"[\t ]{2,}|\t")
-
-
 def relaxed_body(body: bytes) -> bytes:
     """RFC 6376 relaxed body canonicalization, equal to dkimpy's (tests hold the two equal)
-    but several times faster on HTML: dkimpy replaces every single space with a space."""
-    if b"\t" in body or b"  " in body:
-        body = _WSP_RUN.sub(b" ", body)
-    if b" \r\n" in body:
-        # After compressing, trailing white space is at most one space before the line end.
-        body = body.replace(b" \r\n", b"\r\n")
+    but many times faster on HTML: dkimpy's regex replaces every single space with a space;
+    here each step is a C-speed bytes.replace (a run of n spaces takes log2(n) passes)."""
+    body = body.replace(b"\t", b" ")
+    while b"  " in body:
+        body = body.replace(b"  ", b" ")
+    # After compressing, trailing white space is at most one space before the line end.
+    body = body.replace(b" \r\n", b"\r\n")
     return canonicalization.correct_empty_body(canonicalization.strip_trailing_lines(body))
 
 

@@ -200,7 +200,7 @@ class _Batch:
         delivery.attempts += 1  # counted only when the relay is really asked
         try:
             with self.timer("send"):
-                self.mailer.send(
+                provider_id = self.mailer.send(
                     self.return_path(delivery), subscriber.email, data, before=lambda: note_try(delivery.pk)
                 )
         except UnknownOutcome as exc:
@@ -223,7 +223,8 @@ class _Batch:
             reasons = {p.paper_id: p.reason for p in picks}
             outcome = {
                 "sent_at": timezone.now().isoformat(),
-                "message_id": message_id,
+                # An email provider's own id, when it has one: its webhooks name the message by it.
+                "message_id": provider_id or message_id,
                 "papers": [{"arxiv_id": ed.papers[pid].arxiv_id, "reason": reasons[pid]} for pid in digest.paper_ids],
                 "paper_ids": list(digest.paper_ids),
             }
