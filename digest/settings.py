@@ -296,7 +296,8 @@ DIGEST_MAX_CONSECUTIVE_ERRORS = envint("DIGEST_MAX_CONSECUTIVE_ERRORS", "10", mi
 DIGEST_PAUSE_SECONDS = envint("DIGEST_PAUSE_SECONDS", "900", minimum=1)
 # The hourly planner's minute: after the scrapes at minute 5, so a morning's digests see them.
 DIGEST_PLAN_MINUTE = envint("DIGEST_PLAN_MINUTE", "15", minimum=0, maximum=59)
-# Hard bounces (SMTP 5xx for the recipient) before an address is suppressed.
+# Bounces before an address is suppressed: SMTP 5xx during the send, and soft bounces
+# reported later (digest/events.py; a later hard bounce or a complaint suppresses at once).
 DIGEST_BOUNCE_LIMIT = envint("DIGEST_BOUNCE_LIMIT", "3", minimum=1)
 # A delivery still "sending" this long after its claim belongs to a dead worker: it is
 # marked stuck and reported, never resent. Longer than any batch may run (the task limit).
