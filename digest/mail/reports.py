@@ -8,6 +8,7 @@ import email.policy
 import hashlib
 import re
 from dataclasses import dataclass, field
+from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr
@@ -136,7 +137,8 @@ def parse(data: bytes, *, unsubscribe_address: str = "") -> Report:
         elif content_type == "multipart/report" and report_type == "feedback-report":
             _arf(message, report)
         elif unsubscribe_address and unsubscribe_address.lower() in report.delivered_to:
-            subject = " ".join(str(message.get("Subject", "")).split())
+            # Mail programs fold a long subject, or encode it as RFC 2047 words.
+            subject = "".join(str(make_header(decode_header(str(message.get("Subject", ""))))).split())
             match = UNSUBSCRIBE_SUBJECT.search(subject)
             if match:
                 report.kind, report.token = UNSUBSCRIBE, match.group(1)

@@ -103,3 +103,14 @@ def test_broken_input_is_unrecognized_never_an_error(data):
 
     assert report.kind == "unrecognized"
     assert report.report_id.startswith("sha256:")
+
+
+def test_it_reads_the_token_of_a_folded_or_encoded_subject():
+    data = (
+        b"From: ann@example.org\r\nTo: <unsubscribe@digest.example.org>\r\nMessage-ID: <u2@example.org>\r\n"
+        b"Subject: =?utf-8?q?unsubscribe-eyJzIjoxfQ:1tXyZ:abc?=\r\n =?utf-8?q?-DEF=5F123?=\r\n\r\n\r\n"
+    )
+
+    report = reports.parse(data, unsubscribe_address="unsubscribe@digest.example.org")
+
+    assert (report.kind, report.token) == ("unsubscribe", "eyJzIjoxfQ:1tXyZ:abc-DEF_123")

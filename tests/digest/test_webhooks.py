@@ -144,3 +144,57 @@ def test_an_ses_transient_bounce_only_counts(settings):
 
     subscriber = Subscriber.objects.get(pk=delivery.subscriber_id)
     assert (subscriber.bounce_count, reason("recipient@example.com")) == (1, None)
+
+
+def postmark_inbound(subject: str) -> str:
+    """Postmark's documented inbound webhook shape, to the unsubscribe address."""
+    return json.dumps(
+        {
+            "FromName": "Ann",
+            "MessageStream": "inbound",
+            "From": "ann@example.org",
+            "FromFull": {"Email": "ann@example.org", "Name": "Ann", "MailboxHash": ""},
+            "To": "unsubscribe@digest.example.org",
+            "ToFull": [{"Email": "unsubscribe@digest.example.org", "Name": "", "MailboxHash": ""}],
+            "Cc": "",
+            "CcFull": [],
+            "Bcc": "",
+            "BccFull": [],
+            "OriginalRecipient": "unsubscribe@digest.example.org",
+            "Subject": subject,
+            "MessageID": "73e6d360-66eb-11e1-8e72-a8904824019b",
+            "ReplyTo": "",
+            "MailboxHash": "",
+            "Date": "Sat, 8 Nov 2025 08:01:02 +0000",
+            "TextBody": "",
+            "HtmlBody": "",
+            "StrippedTextReply": "",
+            "Tag": "",
+            "Headers": [
+                {"Name": "X-Spam-Status", "Value": "No"},
+                {"Name": "Message-ID", "Value": "<CAE1mWw8f@mail.example.org>"},
+            ],
+            "Attachments": [],
+        }
+    )
+
+
+@pytest.mark.parametrize("read", [True, False])
+def test_a_mailto_unsubscribe_through_the_providers_inbound_webhook(settings, read):
+    from digest import tokens
+
+    settings.INBOUND_WEBHOOK = read
+    settings.UNSUBSCRIBE_MAILTO = "unsubscribe@digest.example.org"
+    ann = SubscriberFactory(email="ann@example.org")
+    subject = tokens.list_unsubscribe(ann)["List-Unsubscribe"].split("subject=", 1)[1].rstrip(">")
+
+    response = Client().post(
+        "/webhooks/postmark/inbound/",
+        postmark_inbound(subject),
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Basic " + base64.b64encode(AUTH.encode()).decode(),
+    )
+
+    assert response.status_code == 200
+    expected = Subscriber.Status.UNSUBSCRIBED if read else Subscriber.Status.ACTIVE
+    assert Subscriber.objects.get(pk=ann.pk).status == expected
