@@ -9,7 +9,10 @@
 - :mod:`~digest.mail.outbox`: the ``.eml`` outbox, shared by the Django backend and the
   digest transport.
 - :mod:`~digest.mail.dkim`: DKIM signatures on what goes out over SMTP, and Django's SMTP
-  backend that adds them.
+  backend that adds them; :mod:`~digest.mail.dns` the DNS records to publish for them.
+- :mod:`~digest.mail.reports`, :mod:`~digest.mail.imap`, :mod:`~digest.mail.verp`: what
+  comes back (delivery-status notifications, complaint reports, mailto unsubscribes), the
+  mailbox it arrives in, and the signed return paths that name a delivery.
 """
 
 from digest.mail import dkim

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
-import re
 import ssl
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -127,8 +126,3 @@ class Mailbox:
     def count_unrecognized(self) -> int:
         data = self._uid("SEARCH", None, "UNDELETED", "KEYWORD", UNRECOGNIZED)
         return len((data[0] or b"").split())
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
