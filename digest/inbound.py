@@ -24,6 +24,7 @@ from digest.models import DeliveryEvent
 logger = logging.getLogger(__name__)
 
 UNRECOGNIZED_KEY = "digest:inbound:unrecognized"
+ERROR_KEY = "digest:inbound:error"
 SOURCE = "imap"
 KINDS = {
     reports.HARD_BOUNCE: DeliveryEvent.Kind.HARD_BOUNCE,
@@ -79,6 +80,17 @@ def report_event(report: reports.Report, *, source: str = SOURCE) -> events.Even
 
 def inbound_read(*, limit: int = 500) -> InboundReport:
     """Handle up to ``limit`` new messages of INBOUND_IMAP_URL's folder."""
+    try:
+        result = _read(limit)
+    except imap.MailboxError as exc:
+        # Unanswered bounces and unsubscribes pile up unseen: the dashboard says so.
+        cache.set(ERROR_KEY, str(exc)[:300], timeout=None)
+        raise
+    cache.delete(ERROR_KEY)
+    return result
+
+
+def _read(limit: int) -> InboundReport:
     result = InboundReport()
     with imap.Mailbox(settings.INBOUND_IMAP_URL) as box:
         for uid, data in box.new(limit=limit):
@@ -112,3 +124,8 @@ def unrecognized_waiting() -> int | None:
     if not settings.INBOUND_IMAP_URL:
         return None
     return cache.get(UNRECOGNIZED_KEY)
+
+
+def last_error() -> str:
+    """Why the last read of the mailbox failed, or "" when it worked (or none is read)."""
+    return (cache.get(ERROR_KEY) or "") if settings.INBOUND_IMAP_URL else ""

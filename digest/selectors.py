@@ -358,6 +358,8 @@ def dashboard(*, today: date, now: datetime) -> Dashboard:
                 f"Spam complaints about the digests of {mail.day}: {mail.complaints} of {mail.sent} sent"
                 f" ({mail.complaint_rate:.2%}), over Gmail's {COMPLAINT_RATE_LIMIT:.1%} limit"
             )
+    if inbound.last_error():
+        problems.append(f"The bounce mailbox cannot be read: {inbound.last_error()}")
     waiting = inbound.unrecognized_waiting()
     if waiting:
         problems.append(

@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from digest import inbound, selectors, sending, tokens
 from digest.mail import imap
@@ -166,8 +167,6 @@ def test_the_dashboard_counts_what_was_left_for_a_person(dovecot, rf):
     dovecot.deliver((SAMPLES / "out-of-office.eml").read_bytes())
     inbound.inbound_read()
 
-    from django.utils import timezone
-
     board = selectors.dashboard(today=timezone.localdate(), now=timezone.now())
 
     assert any("1 message(s) in the bounce mailbox" in problem for problem in board.problems)
@@ -178,6 +177,13 @@ def test_a_wrong_password_is_one_clear_error(dovecot, settings):
 
     with pytest.raises(imap.MailboxError, match=r"IMAP 127\.0\.0\.1"):
         inbound.inbound_read()
+
+    board = selectors.dashboard(today=timezone.localdate(), now=timezone.now())
+    assert any(problem.startswith("The bounce mailbox cannot be read: IMAP") for problem in board.problems)
+    settings.INBOUND_IMAP_URL = dovecot.url()
+    inbound.inbound_read()
+    board = selectors.dashboard(today=timezone.localdate(), now=timezone.now())
+    assert not any("cannot be read" in problem for problem in board.problems)
 
 
 def test_it_refuses_a_server_whose_certificate_it_cannot_verify(dovecot, settings):
