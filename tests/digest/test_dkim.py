@@ -145,3 +145,11 @@ def test_the_fast_relaxed_body_canonicalization_equals_dkimpys(parts: list[bytes
     body = b"".join(parts)
 
     assert digest_dkim.relaxed_body(body) == canonicalization.Relaxed.canonicalize_body(body)
+
+
+def test_a_curators_preview_is_signed_as_the_digest_would_be(signing, smtp_server, ready_day, private_pem):
+    ann = SubscriberFactory(topics=["video generation"])
+
+    sending.send_preview(subscriber=ann, day=ready_day, to="curator@example.org")
+
+    assert dkim.verify(smtp_server.messages[0].data, dnsfunc=dns_for(private_pem))
