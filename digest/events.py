@@ -62,15 +62,29 @@ def from_tracking(tracking: Any, *, esp_name: str) -> Event | None:
     """A django-anymail tracking event (already authenticated by its webhook view) as ours,
     or None for the kinds that change nothing here (sent, delivered, opened, deferred, ...).
 
-    "rejected" is the provider refusing the address itself (its own suppression list, an
-    invalid mailbox): as good as a hard bounce."""
-    kinds = {"bounced": Kind.HARD_BOUNCE, "rejected": Kind.HARD_BOUNCE, "complained": Kind.COMPLAINT,
-             "unsubscribed": Kind.UNSUBSCRIBE}  # fmt: skip
-    kind = kinds.get(tracking.event_type)
-    if kind is None or not tracking.message_id:
+    A bounce counts as hard when it is about the address (anymail's reject reason
+    "bounced" or "invalid", or none) and the provider's own record does not call it
+    temporary; one blocked by policy or content (a virus notice, a DMARC rejection)
+    counts as soft. "rejected" is the provider refusing to send at all: because the
+    address is bad (hard), because it complained or unsubscribed before (so it did), or
+    for another reason (soft)."""
+    address_reasons = (None, "bounced", "invalid")
+    reason = tracking.reject_reason
+    if tracking.event_type == "bounced":
+        hard = reason in address_reasons and not _soft(tracking.esp_event)
+        kind = Kind.HARD_BOUNCE if hard else Kind.SOFT_BOUNCE
+    elif tracking.event_type == "rejected":
+        kind = {"spam": Kind.COMPLAINT, "unsubscribed": Kind.UNSUBSCRIBE}.get(
+            reason, Kind.HARD_BOUNCE if reason in address_reasons else Kind.SOFT_BOUNCE
+        )
+    elif tracking.event_type == "complained":
+        kind = Kind.COMPLAINT
+    elif tracking.event_type == "unsubscribed":
+        kind = Kind.UNSUBSCRIBE
+    else:
         return None
-    if kind == Kind.HARD_BOUNCE and _soft(tracking.esp_event):
-        kind = Kind.SOFT_BOUNCE
+    if not tracking.message_id:
+        return None
     source = esp_name.lower().replace(" ", "_")[:32]
     event_id = (
         tracking.event_id

@@ -198,3 +198,23 @@ def test_a_mailto_unsubscribe_through_the_providers_inbound_webhook(settings, re
     assert response.status_code == 200
     expected = Subscriber.Status.UNSUBSCRIBED if read else Subscriber.Status.ACTIVE
     assert Subscriber.objects.get(pk=ann.pk).status == expected
+
+
+def test_a_bounce_blocked_by_policy_only_counts_as_soft(settings):
+    """Postmark's "Blocked" type (the receiver refused on reputation or content) is no verdict on the address."""
+    settings.DIGEST_BOUNCE_LIMIT = 3
+    delivery = sent_to("john@example.com", POSTMARK_ID)
+    sample = json.loads((SAMPLES / "postmark-bounce.json").read_text())
+    sample.update(Type="Blocked", TypeCode=100001, Name="ISP block")
+    body = json.dumps(sample)
+
+    response = Client().post(
+        "/webhooks/postmark/tracking/",
+        body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Basic " + base64.b64encode(AUTH.encode()).decode(),
+    )
+
+    assert response.status_code == 200
+    subscriber = Subscriber.objects.get(pk=delivery.subscriber_id)
+    assert (subscriber.bounce_count, subscriber.status, reason("john@example.com")) == (1, "active", None)
