@@ -85,3 +85,10 @@ def install_schedule(sender: Celery, **kwargs: object) -> None:
             "schedule": crontab(minute="*/5"),
         },
     }
+    if settings.INBOUND_IMAP_URL:
+        # Bounces, complaints and mailto unsubscribes: Gmail and Yahoo want unsubscribes
+        # honoured within two days; minutes keeps a complaint from meeting another digest.
+        sender.conf.beat_schedule["read-inbound"] = {
+            "task": "digest.tasks.read_inbound",
+            "schedule": crontab(minute=f"*/{settings.INBOUND_IMAP_MINUTES}"),
+        }

@@ -203,7 +203,11 @@ class Delivery(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["subscriber", "digest_date"], name="one_delivery_per_subscriber_day")
         ]
-        indexes = [models.Index(fields=["digest_date", "status"], name="delivery_day_status")]
+        indexes = [
+            models.Index(fields=["digest_date", "status"], name="delivery_day_status"),
+            # Bounces, complaints and webhooks name the message they are about.
+            models.Index(fields=["message_id"], name="delivery_message_id"),
+        ]
         verbose_name_plural = "deliveries"
         permissions = [
             ("retry_delivery", "Can retry failed deliveries"),
@@ -246,3 +250,32 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscriber_id} {self.get_signal_display()} {self.paper_id}"
+
+
+class DeliveryEvent(models.Model):
+    """What a mailbox provider told us later about a sent email: a bounce, a complaint, an unsubscribe.
+
+    Unique per (source, event_id): providers retry webhooks and a mailbox may be read twice,
+    and a second copy of an event changes nothing.
+    """
+
+    class Kind(models.TextChoices):
+        HARD_BOUNCE = "hard_bounce", "Hard bounce"
+        SOFT_BOUNCE = "soft_bounce", "Soft bounce"
+        COMPLAINT = "complaint", "Spam complaint"
+        UNSUBSCRIBE = "unsubscribe", "Unsubscribe"
+
+    source = models.CharField(max_length=32, help_text='"imap" or the email provider whose webhook posted it.')
+    event_id = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="events")
+    delivery = models.ForeignKey(Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    detail = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["source", "event_id"], name="event_once_per_source")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.subscriber_id} from {self.source}"

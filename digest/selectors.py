@@ -12,8 +12,8 @@ from django.db import connection
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from digest import heartbeats
-from digest.models import ConsentRecord, Delivery, Subscriber
+from digest import heartbeats, inbound
+from digest.models import ConsentRecord, Delivery, DeliveryEvent, Subscriber
 from digest.ranking import PaperIndex, Profile
 from digest.rendering import Card
 from digest.sending.editions import paper_doc
@@ -250,6 +250,31 @@ def consent_export() -> list[dict[str, Any]]:
 SPIKE_MIN = 5
 SPIKE_FACTOR = 2
 GROWTH_DAYS = 30
+# Gmail's line: a sender's user-reported spam rate must never reach 0.3 %.
+COMPLAINT_RATE_LIMIT = 0.003
+
+
+@dataclass(frozen=True)
+class MailDay:
+    """One digest date's mail: what left, and what came back about it (later, too)."""
+
+    day: date
+    sent: int
+    hard_bounces: int  # refused during the send (SMTP 5xx) or reported later
+    soft_bounces: int
+    complaints: int
+
+    @property
+    def complaint_rate(self) -> float:
+        return self.complaints / self.sent if self.sent else 0.0
+
+    @property
+    def over_limit(self) -> bool:
+        return self.complaint_rate >= COMPLAINT_RATE_LIMIT
+
+    @property
+    def rate_text(self) -> str:
+        return f"{self.complaint_rate:.2%}"
 
 
 @dataclass(frozen=True)
@@ -262,6 +287,8 @@ class Dashboard:
     unsubscribes_week: int
     confirmations_week: int
     growth: list[tuple[date, int]]  # subscribed (confirmed, not unsubscribed) at the end of each day
+    mail_days: list[MailDay]  # the last seven digest dates, newest first
+    complaint_limit_text: str = f"{COMPLAINT_RATE_LIMIT:.1%}"
 
 
 def dashboard(*, today: date, now: datetime) -> Dashboard:
@@ -272,17 +299,43 @@ def dashboard(*, today: date, now: datetime) -> Dashboard:
     overdue = now - timedelta(seconds=settings.DIGEST_STUCK_AFTER)
     per_day: dict[date, Counter[str]] = defaultdict(Counter)
     stuck = 0
+    # Events join in: deliveries count distinct, and each kind counts the deliveries it hit
+    # (one bounce reported by a webhook and by the mailbox counts once).
+    kind = DeliveryEvent.Kind
     rows = (
         Delivery.objects.filter(digest_date__gte=week_ago, digest_date__lte=today)
         .values_list("digest_date", "status")
-        .annotate(n=Count("pk"), overdue=Count("pk", filter=Q(status=status.SENDING, claimed_at__lt=overdue)))
+        .annotate(
+            n=Count("pk", distinct=True),
+            overdue=Count("pk", distinct=True, filter=Q(status=status.SENDING, claimed_at__lt=overdue)),
+            delivered=Count("pk", distinct=True, filter=Q(sent_at__isnull=False)),
+            hard=Count("events__delivery_id", distinct=True, filter=Q(events__kind=kind.HARD_BOUNCE)),
+            soft=Count("events__delivery_id", distinct=True, filter=Q(events__kind=kind.SOFT_BOUNCE)),
+            complaints=Count("events__delivery_id", distinct=True, filter=Q(events__kind=kind.COMPLAINT)),
+        )
         .order_by()
     )
-    for day, state, n, late in rows:
+    for day, state, n, late, delivered, hard, soft, complaints in rows:
         per_day[day][state] += n
         # A send still running long after its claim belongs to a dead worker even before
         # the sweeper has marked it stuck.
         stuck += late + (n if state == status.STUCK else 0)
+        mail = per_day[day]
+        mail["_sent"] += delivered
+        # Refused during the send: bounced without ever having been sent.
+        mail["_hard"] += hard + (n - delivered if state == status.BOUNCED else 0)
+        mail["_soft"] += soft
+        mail["_complaints"] += complaints
+    mail_days = [
+        MailDay(
+            day=day,
+            sent=per_day[day]["_sent"],
+            hard_bounces=per_day[day]["_hard"],
+            soft_bounces=per_day[day]["_soft"],
+            complaints=per_day[day]["_complaints"],
+        )
+        for day in (today - timedelta(days=back) for back in range(7))
+    ]
 
     ends = [_day_end(today - timedelta(days=back)) for back in range(GROWTH_DAYS - 1, -1, -1)]
     week_start = _day_end(week_ago)
@@ -315,6 +368,20 @@ def dashboard(*, today: date, now: datetime) -> Dashboard:
         problems.append(f"{failed_today} digests failed or bounced today, against {baseline:.1f} a day the week before")
     if todays[status.WAITING]:
         problems.append(f"{todays[status.WAITING]} of today's digests wait for the day's papers (no good scrape yet)")
+    for mail in mail_days:
+        if mail.over_limit:
+            problems.append(
+                f"Spam complaints about the digests of {mail.day}: {mail.complaints} of {mail.sent} sent"
+                f" ({mail.complaint_rate:.2%}), over Gmail's {COMPLAINT_RATE_LIMIT:.1%} limit"
+            )
+    if inbound.last_error():
+        problems.append(f"The bounce mailbox cannot be read: {inbound.last_error()}")
+    waiting = inbound.unrecognized_waiting()
+    if waiting:
+        problems.append(
+            f"{waiting} message(s) in the bounce mailbox need a person: not a bounce, complaint or unsubscribe"
+            " this service recognizes, or naming no delivery of ours"
+        )
     return Dashboard(
         today=today,
         problems=problems,
@@ -324,6 +391,7 @@ def dashboard(*, today: date, now: datetime) -> Dashboard:
         unsubscribes_week=counts["unsubscribes"],
         confirmations_week=counts["confirmations"],
         growth=growth,
+        mail_days=mail_days,
     )
 
 

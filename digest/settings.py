@@ -12,6 +12,7 @@ through digest/startup.py).
 
 import calendar
 import ipaddress
+import json
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -264,8 +265,30 @@ EMAIL_HOST_USER = env("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "true" if EMAIL_HOST else "false")
 EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", "30", minimum=1)
+# --- mail that comes back (digest/inbound.py): a bounce / unsubscribe mailbox over IMAP
+# imaps://user:password@host[:993]/INBOX (implicit TLS) or imap://... (STARTTLS, required);
+# ?processed=Processed names the folder handled messages move to, ?cafile=/path a CA bundle.
+INBOUND_IMAP_URL = env("INBOUND_IMAP_URL")
+if INBOUND_IMAP_URL and (
+    urlsplit(INBOUND_IMAP_URL).scheme not in ("imap", "imaps")
+    or not urlsplit(INBOUND_IMAP_URL).hostname
+    or not urlsplit(INBOUND_IMAP_URL).username
+):
+    raise ImproperlyConfigured("INBOUND_IMAP_URL must look like imaps://user:password@host/INBOX")
+INBOUND_IMAP_MINUTES = envint("INBOUND_IMAP_MINUTES", "5", minimum=1, maximum=59)
+# The provider posts mail sent to UNSUBSCRIBE_MAILTO to /webhooks/<provider>/inbound/.
+INBOUND_WEBHOOK = envbool("INBOUND_WEBHOOK", "false")
 # The mailto: half of List-Unsubscribe (RFC 2369); some mailbox providers only honour mailto.
-UNSUBSCRIBE_MAILTO = env("UNSUBSCRIBE_MAILTO", f"unsubscribe@{_site_host}")
+# Advertised only when something reads that mailbox: an unsubscribe we promise and ignore
+# would break the law's and Gmail's two-day rule.
+UNSUBSCRIBE_MAILTO = (
+    env("UNSUBSCRIBE_MAILTO", f"unsubscribe@{_site_host}") if INBOUND_IMAP_URL or INBOUND_WEBHOOK else ""
+)
+# VERP: digests leave with the envelope sender bounces+d<id>-<signature>@..., so a bounce
+# names its delivery unforgeably (the mailbox must accept +tags). Empty: DIGEST_FROM_EMAIL.
+RETURN_PATH = env("RETURN_PATH")
+if RETURN_PATH and ("@" not in RETURN_PATH or "+" in RETURN_PATH or "<" in RETURN_PATH):
+    raise ImproperlyConfigured(f"RETURN_PATH must be a bare address without a +tag, got {RETURN_PATH!r}")
 OUTBOX_DIR = VAR_DIR / "outbox"
 # --- the daily digest (digest/sending.py) ----------------------------------------
 # CAN-SPAM: every digest names a physical postal address in its footer.
@@ -290,7 +313,8 @@ DIGEST_MAX_CONSECUTIVE_ERRORS = envint("DIGEST_MAX_CONSECUTIVE_ERRORS", "10", mi
 DIGEST_PAUSE_SECONDS = envint("DIGEST_PAUSE_SECONDS", "900", minimum=1)
 # The hourly planner's minute: after the scrapes at minute 5, so a morning's digests see them.
 DIGEST_PLAN_MINUTE = envint("DIGEST_PLAN_MINUTE", "15", minimum=0, maximum=59)
-# Hard bounces (SMTP 5xx for the recipient) before an address is suppressed.
+# Bounces before an address is suppressed: SMTP 5xx during the send, and soft bounces
+# reported later (digest/events.py; a later hard bounce or a complaint suppresses at once).
 DIGEST_BOUNCE_LIMIT = envint("DIGEST_BOUNCE_LIMIT", "3", minimum=1)
 # A delivery still "sending" this long after its claim belongs to a dead worker: it is
 # marked stuck and reported, never resent. Longer than any batch may run (the task limit).
@@ -298,8 +322,69 @@ DIGEST_STUCK_AFTER = envint("DIGEST_STUCK_AFTER", str(CELERY_TASK_TIME_LIMIT + 3
 # Days a sent digest stays readable from the manage page (at least the 30 days it lists).
 DIGEST_ARCHIVE_DAYS = envint("DIGEST_ARCHIVE_DAYS", "90", minimum=30, maximum=3650)
 
-# No relay configured: write each message to OUTBOX_DIR as an .eml file.
-EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "digest.mail.OutboxBackend"
+# --- DKIM (digest/mail/dkim.py): every message sent over SMTP is signed when these are set
+DKIM_SELECTOR = env("DKIM_SELECTOR")
+DKIM_DOMAIN = env("DKIM_DOMAIN").lower()
+# The PEM text itself (an env file may write its line breaks as \n), or a file holding it.
+DKIM_PRIVATE_KEY = env("DKIM_PRIVATE_KEY").replace("\\n", "\n")
+DKIM_PRIVATE_KEY_FILE = env("DKIM_PRIVATE_KEY_FILE")
+if DKIM_PRIVATE_KEY_FILE:
+    if DKIM_PRIVATE_KEY:
+        raise ImproperlyConfigured("set DKIM_PRIVATE_KEY or DKIM_PRIVATE_KEY_FILE, not both")
+    try:
+        DKIM_PRIVATE_KEY = Path(DKIM_PRIVATE_KEY_FILE).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImproperlyConfigured(f"DKIM_PRIVATE_KEY_FILE cannot be read: {exc}") from None
+_dkim_set = [n for n, v in (("DKIM_SELECTOR", DKIM_SELECTOR), ("DKIM_DOMAIN", DKIM_DOMAIN)) if v]
+if DKIM_PRIVATE_KEY:
+    _dkim_set.append("DKIM_PRIVATE_KEY")
+if _dkim_set and len(_dkim_set) < 3:
+    raise ImproperlyConfigured(
+        "DKIM needs DKIM_SELECTOR, DKIM_DOMAIN and DKIM_PRIVATE_KEY (or _FILE) together;"
+        f" only {', '.join(_dkim_set)} set"
+    )
+if DKIM_PRIVATE_KEY:
+    from cryptography.hazmat.primitives.asymmetric import rsa as _rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key as _load_pem
+
+    try:
+        _dkim_key = _load_pem(DKIM_PRIVATE_KEY.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"DKIM_PRIVATE_KEY is not an unencrypted PEM private key ({exc})") from None
+    if not isinstance(_dkim_key, _rsa.RSAPrivateKey) or _dkim_key.key_size < 1024:
+        raise ImproperlyConfigured("DKIM_PRIVATE_KEY must be an RSA key of at least 1024 bits (2048 recommended)")
+
+# --- an email provider's API instead of SMTP (django-anymail) -------------------
+# "smtp" (EMAIL_HOST, else the outbox) or an anymail ESP name: amazon_ses, postmark,
+# mailgun, sendgrid, brevo, resend, postal, ... Its settings are anymail's own names
+# with their ANYMAIL_ prefix, read from the environment as they are (JSON for a dict).
+EMAIL_PROVIDER = env("EMAIL_PROVIDER", "smtp").lower()
+if EMAIL_PROVIDER != "smtp":
+    import importlib.util
+
+    if not EMAIL_PROVIDER.isidentifier() or importlib.util.find_spec(f"anymail.backends.{EMAIL_PROVIDER}") is None:
+        raise ImproperlyConfigured(
+            f"EMAIL_PROVIDER must be smtp or an anymail provider such as amazon_ses, postmark, mailgun,"
+            f" sendgrid, brevo, resend or postal; got {EMAIL_PROVIDER!r}"
+        )
+ANYMAIL: dict[str, object] = {}
+for _name, _value in sorted(os.environ.items()):
+    if _name.startswith("ANYMAIL_") and _value.strip():
+        _value = _value.strip()
+        if _value[0] in "{[":
+            try:
+                _value = json.loads(_value)
+            except ValueError:
+                raise ImproperlyConfigured(f"{_name} looks like JSON but does not parse") from None
+        ANYMAIL[_name.removeprefix("ANYMAIL_")] = _value
+
+if EMAIL_PROVIDER != "smtp":
+    EMAIL_BACKEND = f"anymail.backends.{EMAIL_PROVIDER}.EmailBackend"
+elif EMAIL_HOST:
+    EMAIL_BACKEND = "digest.mail.dkim.DkimSmtpBackend"
+else:
+    # No relay configured: write each message to OUTBOX_DIR as an .eml file.
+    EMAIL_BACKEND = "digest.mail.OutboxBackend"
 
 # --- signup abuse limits (counted in the shared cache) -----------------------
 # Signup submissions one IP address may make per hour; confirmation and "manage your

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from digest import heartbeats, sending, services
+from digest import heartbeats, inbound, sending, services
 
 
 @shared_task
@@ -34,3 +34,10 @@ def plan_digests() -> dict[str, int]:
 def send_digest_batch(delivery_ids: list[int]) -> dict[str, int | str]:
     report = sending.send_batch(delivery_ids)
     return {"claimed": report.claimed, "sent": report.sent, "failed": report.failed, "stopped": report.stopped}
+
+
+@shared_task
+def read_inbound() -> dict[str, int]:
+    """Beat's reader of the bounce / unsubscribe mailbox (when INBOUND_IMAP_URL is set)."""
+    report = inbound.inbound_read()
+    return {"read": report.read, "applied": report.applied, "left": report.left, "waiting": report.waiting}

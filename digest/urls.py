@@ -2,7 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import path
 
-from digest import views
+from digest import views, webhooks
 from digest.tokens import FEED_SUFFIX, PATHS
 
 urlpatterns = [
@@ -22,5 +22,6 @@ urlpatterns = [
     path(f"{PATHS['feed']}<str:token>{FEED_SUFFIX}", views.feed, name="feed"),
     path("day/<str:day>", views.day, name="day"),
     path("healthz", views.healthz, name="healthz"),
+    *webhooks.urlpatterns,
     path(settings.ADMIN_URL, admin.site.urls),
 ]

@@ -7,6 +7,9 @@ bounce (permanent), or maybe-sent (unknown: never resent blindly).
 
 from __future__ import annotations
 
+import email
+import email.message
+import email.policy
 import smtplib
 import ssl
 import time
@@ -14,7 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, Protocol
 
+import botocore.exceptions
+import requests
+from anymail.exceptions import AnymailError, AnymailRecipientsRefused
 from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
 
 from digest.mail.outbox import write_eml
 
@@ -37,8 +44,15 @@ class PermanentError(Exception):
 
 
 class Transport(Protocol):
-    def send(self, sender: str, to: str, data: bytes) -> None:
-        """Hand over one message, or raise TemporaryError, PermanentError or UnknownOutcome."""
+    #: Whether what it sends must carry the service's own DKIM signature (an email
+    #: provider's API signs with the keys set up there instead).
+    dkim: bool
+
+    def send(self, sender: str, to: str, data: bytes) -> str | None:
+        """Hand over one message, or raise TemporaryError, PermanentError or UnknownOutcome.
+
+        Returns the provider's own id for the message when it assigns one (webhooks name
+        the message by it), else None (the Message-ID header is the id)."""
 
     def close(self) -> None:
         """Release the connection, if any; a later send opens a new one."""
@@ -46,6 +60,8 @@ class Transport(Protocol):
 
 class SmtpTransport:
     """One reused SMTP connection to EMAIL_HOST, reopened when the relay drops it."""
+
+    dkim = True
 
     def __init__(self) -> None:
         self.connection: smtplib.SMTP | None = None
@@ -139,6 +155,8 @@ class SmtpTransport:
 class OutboxTransport:
     """No EMAIL_HOST: each digest becomes an .eml file in OUTBOX_DIR, like every other email."""
 
+    dkim = False
+
     def __init__(self, outbox: Path | None = None) -> None:
         self.outbox = Path(outbox or settings.OUTBOX_DIR)
 
@@ -149,8 +167,82 @@ class OutboxTransport:
         pass
 
 
+class ProviderTransport:
+    """An email provider's API through django-anymail (EMAIL_PROVIDER): one API call is the
+    "conversation". The assembled message is handed over as its parts and headers (most
+    APIs take fields, not MIME); the provider signs it with the DKIM keys set up there."""
+
+    dkim = False
+
+    def __init__(self) -> None:
+        self.backend = get_connection(f"anymail.backends.{settings.EMAIL_PROVIDER}.EmailBackend", fail_silently=False)
+
+    def send(self, sender: str, to: str, data: bytes) -> str | None:
+        parsed = email.message_from_bytes(data, policy=email.policy.default)
+        assert isinstance(parsed, email.message.EmailMessage)
+        text = parsed.get_body(("plain",))
+        html = parsed.get_body(("html",))
+        message = EmailMultiAlternatives(
+            subject=str(parsed["Subject"]),
+            body=text.get_content() if text is not None else "",
+            from_email=str(parsed["From"]),
+            to=[to],
+            headers={name: str(parsed[name]) for name in PROVIDER_HEADERS if parsed[name] is not None},
+            connection=self.backend,
+        )
+        if html is not None:
+            message.attach_alternative(html.get_content(), "text/html")
+        try:
+            message.send()
+        except AnymailError as exc:
+            raise provider_error(exc) from exc
+        status = message.anymail_status
+        return status.message_id if isinstance(status.message_id, str) else None
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+# What the provider is given besides subject, body and addresses (it sets Date itself).
+PROVIDER_HEADERS = ("Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "Feedback-ID")
+
+
+def provider_error(exc: AnymailError) -> Exception:
+    """An API error as the outcome the sending engine knows.
+
+    Rate limits and the provider's own trouble (429, 5xx, unreachable) are temporary;
+    refused credentials or account (401, 403) stop the batch like a relay that is down
+    (every message would fail the same way); a refused recipient or message (other 4xx,
+    SES's MessageRejected) is a hard bounce; a request that left but whose answer never
+    came may have been sent, so it is unknown, never retried blindly.
+    """
+    cause = exc.__cause__
+    text = str(exc).splitlines()[0][:500] if str(exc) else exc.__class__.__name__
+    if isinstance(exc, AnymailRecipientsRefused):
+        return PermanentError(f"the provider refused the recipient: {text}")
+    if isinstance(cause, requests.ReadTimeout | botocore.exceptions.ReadTimeoutError):
+        return UnknownOutcome(f"the provider did not answer in time: {text}")
+    if isinstance(cause, requests.ConnectionError | botocore.exceptions.ConnectionError):
+        return RelayDown(f"cannot reach the provider: {text}")
+    status = exc.status_code
+    response = getattr(exc, "response", None)
+    code = ""
+    if isinstance(response, dict):  # boto3's parsed error (Amazon SES)
+        status = status or response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = str(response.get("Error", {}).get("Code", ""))
+    if status is None:
+        return TemporaryError(f"provider error: {text}")
+    if status == 429 or status >= 500 or code in ("Throttling", "TooManyRequestsException"):
+        return TemporaryError(f"provider answered {status}: {text}")
+    if status in (401, 403):
+        return RelayDown(f"the provider refused our credentials ({status}): {text}")
+    return PermanentError(f"provider answered {status}{f' {code}' if code else ''}: {text}")
+
+
 def transport() -> Transport:
-    """The configured transport: SMTP to EMAIL_HOST, else the outbox."""
+    """The configured transport: the provider's API, else SMTP to EMAIL_HOST, else the outbox."""
+    if settings.EMAIL_PROVIDER != "smtp":
+        return ProviderTransport()
     return SmtpTransport() if settings.EMAIL_HOST else OutboxTransport()
 
 
@@ -180,9 +272,9 @@ class Mailer:
             self.sleep(self._next_at - now)
         self._next_at = max(now, self._next_at) + 1.0 / self.rate
 
-    def send(self, sender: str, to: str, data: bytes, *, before: Callable[[], None] | None = None) -> None:
-        """Deliver or raise PermanentError / TemporaryError (the last one, after the retries)
-        / UnknownOutcome.
+    def send(self, sender: str, to: str, data: bytes, *, before: Callable[[], None] | None = None) -> str | None:
+        """Deliver (returning the provider's message id, if any) or raise PermanentError /
+        TemporaryError (the last one, after the retries) / UnknownOutcome.
 
         ``before`` runs just before each SMTP conversation, after any pacing wait.
         """
@@ -192,8 +284,7 @@ class Mailer:
             if before:
                 before()
             try:
-                self.via.send(sender, to, data)
-                return
+                return self.via.send(sender, to, data)
             except TemporaryError:
                 if attempt + 1 >= tries:
                     raise

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from digest import tokens
-from digest.mail import Mailer, MessageBuilder, PermanentError, RelayDown, TemporaryError, UnknownOutcome
+from digest.mail import Mailer, MessageBuilder, PermanentError, RelayDown, TemporaryError, UnknownOutcome, dkim, verp
 from digest.models import Delivery, SentPaper, Subscriber, Suppression, email_hash
 from digest.ranking import RankedItem
 from digest.sending import reasons
@@ -148,6 +148,8 @@ class _Batch:
         self.mailer = mailer or Mailer()
         self.progress = progress
         self.builder = MessageBuilder()
+        # Signed here, after the reader's message is assembled, so "sign" is a stage of its own.
+        self.signer = dkim.signer() if self.mailer.via.dkim else None
         self.ledger: list[SentPaper] = []
         self.bounced_ids: list[int] = []
         self.consecutive = 0
@@ -220,11 +222,14 @@ class _Batch:
                 message_id=f"<digest.{delivery.pk}.{ed.digest_date:%Y%m%d}@{self.builder.domain}>",
                 feedback_id=f"digest-{ed.digest_date:%Y%m%d}",
             )
+        if self.signer is not None:
+            with self.timer("sign"):
+                data = self.signer.sign(data)
         delivery.attempts += 1  # counted only when the relay is really asked
         try:
             with self.timer("send"):
-                self.mailer.send(
-                    self.builder.envelope_from, subscriber.email, data, before=lambda: note_try(delivery.pk)
+                provider_id = self.mailer.send(
+                    self.return_path(delivery), subscriber.email, data, before=lambda: note_try(delivery.pk)
                 )
         except UnknownOutcome as exc:
             delivery.status, delivery.error = Delivery.Status.STUCK, str(exc)[:1000]
@@ -255,7 +260,8 @@ class _Batch:
         else:
             outcome = {
                 "sent_at": timezone.now().isoformat(),
-                "message_id": message_id,
+                # An email provider's own id, when it has one: its webhooks name the message by it.
+                "message_id": provider_id or message_id,
                 "papers": delivery.papers,
                 "paper_ids": list(digest.paper_ids),
             }
@@ -284,6 +290,13 @@ class _Batch:
         reasons.set_outcome(delivery, Outcome.FEED, reasons.feed_line(len(picks), note=note))
         self.ledger.extend(ledger_rows(delivery, outcome["paper_ids"]))
         self.report.sent += 1
+
+    def return_path(self, delivery: Delivery) -> str:
+        """The envelope sender: a signed VERP address when RETURN_PATH is set, so a later bounce
+        names this delivery; else the From address."""
+        if settings.RETURN_PATH:
+            return verp.return_path(settings.RETURN_PATH, delivery.pk)
+        return self.builder.envelope_from
 
     def _error(self, delivery: Delivery, *, stop: bool) -> None:
         self.consecutive += 1

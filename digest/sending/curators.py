@@ -9,7 +9,7 @@ from datetime import date
 from django.conf import settings
 
 from digest import jobs, tokens
-from digest.mail import Mailer, MessageBuilder, PermanentError, TemporaryError
+from digest.mail import Mailer, MessageBuilder, PermanentError, TemporaryError, dkim
 from digest.models import Delivery, Subscriber
 from digest.sending.editions import compose, digest_ready, editions, papers_days, rank
 
@@ -64,6 +64,9 @@ def send_preview(*, subscriber: Subscriber, day: date, to: str) -> Preview:
         feedback_id="preview",
     )
     with Mailer() as mailer:
+        signer = dkim.signer() if mailer.via.dkim else None
+        if signer is not None:
+            data = signer.sign(data)  # as it would go out, signature included
         try:
             mailer.send(builder.envelope_from, to, data)
         except (TemporaryError, PermanentError) as exc:

@@ -139,3 +139,45 @@ def test_it_draws_growth_as_inline_svg() -> None:
     assert "<title>10 subscribers on Nov 01, 15 on Nov 03</title>" in svg
     assert 'points="8.0,112.0 100.0,8.0 192.0,60.0"' in svg
     assert growth_chart([]) == ""
+
+
+def test_it_shows_each_days_sent_bounces_and_complaint_rate() -> None:
+    from digest.models import DeliveryEvent
+
+    sent = DeliveryFactory.create_batch(300, digest_date=TODAY, status="sent", sent_at=NOW)
+    DeliveryFactory.create_batch(2, digest_date=TODAY, status="bounced")  # refused during the send
+    for delivery, kind in [(sent[0], "complaint"), (sent[1], "hard_bounce"), (sent[2], "soft_bounce")]:
+        DeliveryEvent.objects.create(
+            source="imap", event_id=f"e{delivery.pk}", kind=kind, subscriber=delivery.subscriber, delivery=delivery
+        )
+    # The same complaint again from the provider's webhook counts once.
+    DeliveryEvent.objects.create(
+        source="postmark", event_id="p1", kind="complaint", subscriber=sent[0].subscriber, delivery=sent[0]
+    )
+
+    today = board().mail_days[0]
+
+    assert (today.day, today.sent, today.hard_bounces, today.soft_bounces, today.complaints) == (TODAY, 300, 3, 1, 1)
+    assert today.rate_text == "0.33%"
+    assert any("0.33%), over Gmail's 0.3% limit" in problem for problem in board().problems)
+
+
+def test_a_complaint_rate_under_the_line_is_no_problem() -> None:
+    from digest.models import DeliveryEvent
+
+    sent = DeliveryFactory.create_batch(400, digest_date=TODAY, status="sent", sent_at=NOW)
+    DeliveryEvent.objects.create(
+        source="imap", event_id="e", kind="complaint", subscriber=sent[0].subscriber, delivery=sent[0]
+    )
+
+    assert board().mail_days[0].complaints == 1
+    assert not any("Spam complaints" in problem for problem in board().problems)
+
+
+def test_it_shows_the_complaint_table_on_the_console(curator_client) -> None:
+    DeliveryFactory.create_batch(3, digest_date=timezone.localdate(), status="sent", sent_at=timezone.now())
+
+    html = curator_client.get(console()).content.decode()
+
+    assert 'id="mail-days"' in html
+    assert "Gmail's limit: 0.3%" in html

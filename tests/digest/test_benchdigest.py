@@ -41,3 +41,25 @@ def test_it_sends_through_a_local_sink_and_prints_every_stage(tmp_path: Path, pr
     assert re.search(r"speed-up of pre-inlining: [\d.]+x", out)
     # The throwaway database is gone afterwards.
     assert not list(tmp_path.glob("bench-*.sqlite3"))
+
+
+def test_it_signs_every_digest_with_dkim_and_reports_the_signing_stage(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DIGEST_NO_BOOTSTRAP": "1",
+        "VAR_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    env.pop("REDIS_URL", None)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "benchdigest", *BENCH_ARGS, "--naive", "0", "--dkim"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "DKIM on (2048-bit RSA)" in done.stdout
+    sign = re.search(r"^  sign +(\d+\.\d+) +(\d+\.\d+)$", done.stdout, re.M)
+    assert sign and float(sign.group(2)) > 0

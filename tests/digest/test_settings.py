@@ -166,3 +166,44 @@ def test_production_logs_are_one_json_object_a_line(tmp_path: Path) -> None:
     assert entry["level"] == "WARNING"
     assert entry["logger"] == "papers.services"
     assert entry["message"] == "feed slow: api"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DKIM_SELECTOR": "pd"}, "DKIM needs DKIM_SELECTOR, DKIM_DOMAIN and DKIM_PRIVATE_KEY (or _FILE) together"),
+        (
+            {"DKIM_SELECTOR": "pd", "DKIM_DOMAIN": "example.org", "DKIM_PRIVATE_KEY": "not a key"},
+            "DKIM_PRIVATE_KEY is not an unencrypted PEM private key",
+        ),
+        (
+            {"DKIM_SELECTOR": "pd", "DKIM_DOMAIN": "example.org", "DKIM_PRIVATE_KEY_FILE": "/nonexistent/dkim.pem"},
+            "DKIM_PRIVATE_KEY_FILE cannot be read",
+        ),
+        ({"EMAIL_PROVIDER": "carrier_pigeon"}, "EMAIL_PROVIDER must be smtp or an anymail provider"),
+        (
+            {"EMAIL_PROVIDER": "postmark", "ANYMAIL_POSTMARK_API_URL": "{oops"},
+            "ANYMAIL_POSTMARK_API_URL looks like JSON",
+        ),
+    ],
+)
+def test_it_refuses_bad_deliverability_settings_with_one_line(env: dict[str, str], message: str) -> None:
+    result = manage("check", **env)
+
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+
+
+def test_the_mailto_unsubscribe_is_not_advertised_without_an_inbound_source() -> None:
+    show = "from django.conf import settings; print(repr(settings.UNSUBSCRIBE_MAILTO))"
+
+    def mailto(**env: str) -> str:
+        return manage("shell", "--no-imports", "-c", show, **env).stdout.strip()
+
+    assert mailto(UNSUBSCRIBE_MAILTO="u@example.org") == "''"
+    assert (
+        mailto(UNSUBSCRIBE_MAILTO="u@example.org", INBOUND_IMAP_URL="imaps://u:p@127.0.0.1/INBOX") == "'u@example.org'"
+    )
+    assert mailto(UNSUBSCRIBE_MAILTO="u@example.org", INBOUND_WEBHOOK="true") == "'u@example.org'"

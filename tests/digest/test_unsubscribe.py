@@ -136,3 +136,11 @@ def test_it_unsubscribes_from_a_raw_http_post(live_server) -> None:
         assert response.getheader("Location") is None
         assert response.getheader("Set-Cookie") is None
         assert Subscriber.objects.get().status == Subscriber.Status.UNSUBSCRIBED
+
+
+def test_it_advertises_only_the_https_unsubscribe_when_no_mailbox_reads_the_mailto(settings) -> None:
+    settings.UNSUBSCRIBE_MAILTO = ""  # what settings.py leaves without INBOUND_IMAP_URL / INBOUND_WEBHOOK
+    headers = tokens.list_unsubscribe(SubscriberFactory())
+
+    assert "mailto:" not in headers["List-Unsubscribe"]
+    assert headers["List-Unsubscribe"].startswith("<") and headers["List-Unsubscribe"].count("<") == 1
