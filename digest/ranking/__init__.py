@@ -121,6 +121,65 @@ class _RawIds(dict):
         return raw_id
 
 
+class _Ints:
+    """A growing array of ints, read as numpy without a copy."""
+
+    def __init__(self) -> None:
+        self._data = np.empty(1024, np.int64)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> int:
+        return int(self._data[i])
+
+    def __setitem__(self, i: int, value: int) -> None:
+        self._data[i] = value
+
+    def append(self, value: int) -> None:
+        if self._n == len(self._data):
+            self._data = np.concatenate([self._data, np.empty(len(self._data), np.int64)])
+        self._data[self._n] = value
+        self._n += 1
+
+    def take(self, ids: np.ndarray) -> np.ndarray:
+        return self._data[: self._n][ids]
+
+
+class _Reasons(dict):
+    """Reason key -> the reason of a topic match, written on first use. A match's reason
+    depends only on the paper and the wordings of the profile's best two topics in it, so
+    its key packs (first wording, paper column, runner-up wording + 1) in one integer."""
+
+    def __init__(self, index: PaperIndex) -> None:
+        super().__init__()
+        self._index = index
+        self.span = 1 << 24  # above every raw id + 1; doubled (and the cache emptied) when not
+
+    def keys_of(self, first: np.ndarray, cols: np.ndarray, second: np.ndarray) -> np.ndarray:
+        while len(self._index._raw_texts) + 1 >= self.span:
+            self.span <<= 1
+            self.clear()
+        return (first * len(self._index.papers) + cols) * self.span + second + 1
+
+    def __missing__(self, key: int) -> str:
+        index = self._index
+        rest, second = divmod(key, self.span)
+        first, col = divmod(rest, len(index.papers))
+        second -= 1
+        matches = index._topic_matches
+        evidence = matches[index._raw_topic(first)].evidence.get(col)
+        if evidence is not None:
+            reason = f"about {index._wordings[first]} ({evidence})"
+        else:
+            reason = f"matches: {index._wordings[first]}"
+            if second >= 0 and col not in matches[index._raw_topic(second)].evidence:
+                reason = f"{reason}, {index._wordings[second]}"
+        self[key] = reason
+        return reason
+
+
 class _Rows:
     """A sparse matrix's rows (topics, phrases or follows, each a few paper columns),
     grown as new ones are met and kept as one CSR matrix for fancy row indexing."""
@@ -235,10 +294,12 @@ class PaperIndex:
         # score row and phrase row (-2 until first needed, -1 for none).
         self._raw_ids = _RawIds(self)
         self._raw_texts: list[str] = []
-        self._raw_term: list[int] = []  # raw id -> term id, -1 when it normalizes to nothing
+        self._wordings: list[str] = []  # as quoted in reasons, spaces collapsed
+        self._raw_term = _Ints()  # raw id -> term id, -1 when it normalizes to nothing
         self._term_ids: dict[str, int] = {}
-        self._term_topic: list[int] = []
-        self._term_phrase: list[int] = []
+        self._term_topic = _Ints()
+        self._term_phrase = _Ints()
+        self._reasons_cache = _Reasons(self)
         self._topics = _Rows(n_papers)  # fused relevance of each topic in each paper
         self._topic_matches: list[TopicMatch] = []
         self._phrases = _Rows(n_papers)  # 1 where the phrase occurs verbatim
@@ -253,6 +314,7 @@ class PaperIndex:
 
     def _add_raw(self, raw: str) -> None:
         self._raw_texts.append(raw)
+        self._wordings.append(" ".join(raw.split()))
         term = profile_terms(raw)
         if not term:
             self._raw_term.append(-1)
@@ -267,8 +329,10 @@ class PaperIndex:
     def _terms_of(self, raws: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Raw ids and term ids (-1 for none) of raw phrases."""
         raw_ids = np.fromiter(map(self._raw_ids.__getitem__, raws), np.int64, len(raws))
-        raw_term = np.array(self._raw_term, np.int64)
-        return raw_ids, raw_term[raw_ids] if len(raw_ids) else raw_ids
+        return raw_ids, self._raw_term.take(raw_ids)
+
+    def _raw_topic(self, raw_id: int) -> int:
+        return self._term_topic[self._raw_term[raw_id]]
 
     def _topic_rows(self, term_ids: np.ndarray) -> np.ndarray:
         """Row of each term in ``self._topics`` (-1: the topic admits no paper)."""
@@ -281,7 +345,7 @@ class PaperIndex:
                 else:
                     self._term_topic[term_id] = self._topics.add(match.cols, match.values)
                     self._topic_matches.append(match)
-        return np.array(self._term_topic, np.int64)[term_ids] if len(term_ids) else term_ids
+        return self._term_topic.take(term_ids)
 
     def _phrase_rows(self, term_ids: np.ndarray) -> np.ndarray:
         """Row of each term in ``self._phrases`` (-1: no paper holds it verbatim)."""
@@ -290,7 +354,7 @@ class PaperIndex:
             if self._term_phrase[term_id] == -2:
                 cols = self._phrase(terms[term_id])
                 self._term_phrase[term_id] = -1 if cols is None else self._phrases.add(cols)
-        return np.array(self._term_phrase, np.int64)[term_ids] if len(term_ids) else term_ids
+        return self._term_phrase.take(term_ids)
 
     def _phrase(self, phrase: str) -> np.ndarray | None:
         """Columns of the papers containing a normalized phrase verbatim (for excludes
@@ -465,22 +529,28 @@ class PaperIndex:
         top = np.zeros(shape)
         if not len(rows):
             return best, second, top, np.zeros(shape)
-        # One row per (profile, topic) entry: its relevance in every paper.
-        per_topic = self._topics.matrix()[topics].tocoo()
-        entry, paper, value = per_topic.coords[0], per_topic.coords[1], per_topic.data
-        row = rows[entry]
-        # Summed in the profile's topic order, whatever the other profiles of the block.
-        total = np.bincount(row * shape[1] + paper, weights=value, minlength=shape[0] * shape[1]).reshape(shape)
-        order = np.lexsort((entry, -value, paper, row))
-        row, paper, entry, value = row[order], paper[order], entry[order], value[order]
-        starts = np.flatnonzero(np.r_[True, (row[1:] != row[:-1]) | (paper[1:] != paper[:-1])])
-        best[row[starts], paper[starts]] = entry[starts]
-        top[row[starts], paper[starts]] = value[starts]
-        nexts = starts + 1
-        nexts = nexts[nexts < len(row)]
-        same = (row[nexts] == row[nexts - 1]) & (paper[nexts] == paper[nexts - 1])
-        nexts = nexts[same]
-        second[row[nexts], paper[nexts]] = entry[nexts]
+        total = np.zeros(shape)
+        runner_up = np.zeros(shape)  # the runner-up's relevance
+        matrix = self._topics.matrix()
+        # Entries of one profile are consecutive; go through them by position (each
+        # profile's first topic, then its second, ...), so a strictly better topic takes
+        # over and ties stay with the earlier topic, and sums run in the profile's order.
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        position = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+        for slot in range(int(position.max()) + 1):
+            entries = np.flatnonzero(position == slot)
+            owners = rows[entries]
+            values = matrix[topics[entries]].toarray()
+            entry = entries[:, None]
+            best_value, second_value = top[owners], runner_up[owners]
+            best_entry, second_entry = best[owners], second[owners]
+            better = values > best_value
+            runner = ~better & (values > second_value)
+            second[owners] = np.where(better, best_entry, np.where(runner, entry, second_entry))
+            runner_up[owners] = np.where(better, best_value, np.where(runner, values, second_value))
+            best[owners] = np.where(better, entry, best_entry)
+            top[owners] = np.where(better, values, best_value)
+            total[owners] += values
         return best, second, top, total
 
     def _reasons(
@@ -514,26 +584,10 @@ class PaperIndex:
             hit_cols = cols[hits]
             first = best[rows[hits], hit_cols]
             runner_up = second[rows[hits], hit_cols]
-            n_raws = len(self._raw_texts) + 1
-            # (first wording, paper, runner-up wording or none) as one number.
             first_raw = entry_raws[first]
             second_raw = np.where(runner_up >= 0, entry_raws[runner_up], -1)
-            keys = (first_raw * len(self.papers) + hit_cols) * n_raws + second_raw + 1
-            _, where, inverse = np.unique(keys, return_index=True, return_inverse=True)
-            texts = []
-            matches = self._topic_matches
-            for i in where.tolist():
-                col = int(hit_cols[i])
-                wording = " ".join(self._raw_texts[first_raw[i]].split())
-                evidence = matches[entry_topics[first[i]]].evidence.get(col)
-                if evidence is None:
-                    reason = f"matches: {wording}"
-                    if runner_up[i] >= 0 and col not in matches[entry_topics[runner_up[i]]].evidence:
-                        reason = f"{reason}, {' '.join(self._raw_texts[second_raw[i]].split())}"
-                else:
-                    reason = f"about {wording} ({evidence})"
-                texts.append(reason)
-            reasons[hits] = np.array(texts, object)[inverse.reshape(-1)]
+            keys = self._reasons_cache.keys_of(first_raw, hit_cols, second_raw)
+            reasons[hits] = list(map(self._reasons_cache.__getitem__, keys.tolist()))
         return reasons.tolist()
 
     def _follow_reason(self, profile: Profile, col: int) -> str:
