@@ -199,6 +199,16 @@ class _Rows:
         self._matrix = None
         return len(self._cols) - 1
 
+    def dense(self, rows: np.ndarray) -> np.ndarray:
+        """The given rows as a dense (rows x papers) array."""
+        matrix = self.matrix()
+        starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
+        lengths = ends - starts
+        cells = np.arange(lengths.sum()) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        out = np.zeros((len(rows), self._n_papers))
+        out[np.repeat(np.arange(len(rows)), lengths), matrix.indices[cells]] = matrix.data[cells]
+        return out
+
     def matrix(self) -> sparse.csr_array:
         if self._matrix is None:
             lengths = np.fromiter(map(len, self._cols), np.int64, len(self._cols))
@@ -297,6 +307,7 @@ class PaperIndex:
         self._wordings: list[str] = []  # as quoted in reasons, spaces collapsed
         self._raw_term = _Ints()  # raw id -> term id, -1 when it normalizes to nothing
         self._term_ids: dict[str, int] = {}
+        self._term_texts: list[str] = []
         self._term_topic = _Ints()
         self._term_phrase = _Ints()
         self._reasons_cache = _Reasons(self)
@@ -322,6 +333,7 @@ class PaperIndex:
         term_id = self._term_ids.get(term)
         if term_id is None:
             term_id = self._term_ids[term] = len(self._term_ids)
+            self._term_texts.append(term)
             self._term_topic.append(-2)
             self._term_phrase.append(-2)
         self._raw_term.append(term_id)
@@ -336,24 +348,22 @@ class PaperIndex:
 
     def _topic_rows(self, term_ids: np.ndarray) -> np.ndarray:
         """Row of each term in ``self._topics`` (-1: the topic admits no paper)."""
-        terms = list(self._term_ids)
-        for term_id in np.unique(term_ids).tolist():
-            if self._term_topic[term_id] == -2:
-                match = self._scorer.score(terms[term_id])
-                if match is None:
-                    self._term_topic[term_id] = -1
-                else:
-                    self._term_topic[term_id] = self._topics.add(match.cols, match.values)
-                    self._topic_matches.append(match)
+        unique = np.unique(term_ids)
+        for term_id in unique[self._term_topic.take(unique) == -2].tolist():
+            match = self._scorer.score(self._term_texts[term_id])
+            if match is None:
+                self._term_topic[term_id] = -1
+            else:
+                self._term_topic[term_id] = self._topics.add(match.cols, match.values)
+                self._topic_matches.append(match)
         return self._term_topic.take(term_ids)
 
     def _phrase_rows(self, term_ids: np.ndarray) -> np.ndarray:
         """Row of each term in ``self._phrases`` (-1: no paper holds it verbatim)."""
-        terms = list(self._term_ids)
-        for term_id in np.unique(term_ids).tolist():
-            if self._term_phrase[term_id] == -2:
-                cols = self._phrase(terms[term_id])
-                self._term_phrase[term_id] = -1 if cols is None else self._phrases.add(cols)
+        unique = np.unique(term_ids)
+        for term_id in unique[self._term_phrase.take(unique) == -2].tolist():
+            cols = self._phrase(self._term_texts[term_id])
+            self._term_phrase[term_id] = -1 if cols is None else self._phrases.add(cols)
         return self._term_phrase.take(term_ids)
 
     def _phrase(self, phrase: str) -> np.ndarray | None:
@@ -531,7 +541,6 @@ class PaperIndex:
             return best, second, top, np.zeros(shape)
         total = np.zeros(shape)
         runner_up = np.zeros(shape)  # the runner-up's relevance
-        matrix = self._topics.matrix()
         # Entries of one profile are consecutive; go through them by position (each
         # profile's first topic, then its second, ...), so a strictly better topic takes
         # over and ties stay with the earlier topic, and sums run in the profile's order.
@@ -540,7 +549,7 @@ class PaperIndex:
         for slot in range(int(position.max()) + 1):
             entries = np.flatnonzero(position == slot)
             owners = rows[entries]
-            values = matrix[topics[entries]].toarray()
+            values = self._topics.dense(topics[entries])
             entry = entries[:, None]
             best_value, second_value = top[owners], runner_up[owners]
             best_entry, second_entry = best[owners], second[owners]
