@@ -455,7 +455,7 @@ class PaperIndex:
             rows, phrase_rows = rows[phrase_rows >= 0], phrase_rows[phrase_rows >= 0]
             excluded = self._spread(rows, phrase_rows, np.ones(len(rows)), self._phrases, shape) > 0
 
-        learned = np.zeros(shape)
+        learned: np.ndarray | float = 0.0  # a scalar while no profile of the block has learned weights
         weighted = [(row, raw, float(w)) for row, p in enumerate(profiles) if p.weights for raw, w in p.weights.items()]
         if weighted:
             rows = np.array([row for row, _, w in weighted if w], np.int64)
