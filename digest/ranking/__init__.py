@@ -19,8 +19,9 @@ How a paper is scored for one subscriber:
   learned feedback weights reorder papers of similar relevance, curator pins come first.
 
 The work is bulk linear algebra: a sparse (subscribers x topics) query matrix times a
-sparse (topics x papers) relevance matrix. Python touches each subscriber only to pick
-the top few papers of its dense score row and to write their reasons.
+sparse (topics x papers) relevance matrix, built in one go per block of subscribers
+from ids cached per distinct wording; the top papers are taken with argpartition per
+block, and each distinct reason is written once, only for papers actually picked.
 
 The caller's duties: leave hidden and withdrawn papers out of ``papers`` (or set the
 ``hidden`` / ``withdrawn`` flags, which the index also honours); put the ids of
@@ -31,9 +32,9 @@ keeps profiles small, but any superset works).
 from __future__ import annotations
 
 import gc
-import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from itertools import chain, repeat
+from operator import attrgetter
 
 import numpy as np
 from scipy import sparse
@@ -106,73 +107,138 @@ _PIN, _FOLLOW, _MATCH, _TRENDING = range(4)
 # --------------------------------------------------------------------------- index
 
 
-@dataclass(frozen=True, slots=True)
-class _Interest:
-    """One profile's filters, normalized."""
+class _RawIds(dict):
+    """Raw phrase (as a subscriber typed it) -> its id; new phrases get the next id and
+    their normalized term, so each distinct wording is normalized once per index."""
 
-    topics: tuple[tuple[str, str], ...]  # (normalized phrase, the subscriber's wording)
-    excludes: tuple[str, ...]
-    authors: tuple[str, ...]  # normalized names
-    organizations: tuple[str, ...]
+    def __init__(self, index: PaperIndex) -> None:
+        super().__init__()
+        self._index = index
+
+    def __missing__(self, raw: str) -> int:
+        raw_id = self[raw] = len(self)
+        self._index._add_raw(raw)
+        return raw_id
 
 
-class _Coo:
-    """Triples of a sparse matrix under construction."""
+class _Ints:
+    """A growing array of ints, read as numpy without a copy."""
 
     def __init__(self) -> None:
-        self.rows: list[int] = []
-        self.cols: list[int] = []
-        self.values: list[float] = []
+        self._data = np.empty(1024, np.int64)
+        self._n = 0
 
-    def add(self, row: int, col: int, value: float = 1.0) -> None:
-        self.rows.append(row)
-        self.cols.append(col)
-        self.values.append(value)
+    def __len__(self) -> int:
+        return self._n
 
-    def extend(self, row: int, cols: Iterable[int], values: Iterable[float] | None = None) -> None:
-        cols = list(cols)
-        self.rows.extend([row] * len(cols))
-        self.cols.extend(cols)
-        self.values.extend([1.0] * len(cols) if values is None else values)
+    def __getitem__(self, i: int) -> int:
+        return int(self._data[i])
 
-    def matrix(self, shape: tuple[int, int], *, ones: bool = False) -> sparse.csr_array:
-        values = np.ones(len(self.rows)) if ones else np.array(self.values, float)
-        return sparse.csr_array((values, (self.rows, self.cols)), shape=shape)
+    def __setitem__(self, i: int, value: int) -> None:
+        self._data[i] = value
+
+    def append(self, value: int) -> None:
+        if self._n == len(self._data):
+            self._data = np.concatenate([self._data, np.empty(len(self._data), np.int64)])
+        self._data[self._n] = value
+        self._n += 1
+
+    def take(self, ids: np.ndarray) -> np.ndarray:
+        return self._data[: self._n][ids]
 
 
-@dataclass(frozen=True, slots=True)
-class _Queries:
-    """One block of profiles as sparse matrices (profiles x phrases or follows), with the
-    feature matrices (phrases or follows x papers) they multiply."""
+class _Reasons(dict):
+    """Reason key -> the reason of a topic match, written on first use. A match's reason
+    depends only on the paper and the wordings of the profile's best two topics in it, so
+    its key packs (first wording, paper column, runner-up wording + 1) in one integer."""
 
-    interests: list[_Interest]
-    selective: np.ndarray  # profiles with topics, authors or organizations
-    topics: sparse.csr_array
-    # One entry per (profile, topic) pair in ``topics``: profile row, phrase column, and
-    # the topic's index in ``_Interest.topics``.
-    topic_rows: np.ndarray
-    topic_cols: np.ndarray
-    topic_slots: np.ndarray
-    excludes: sparse.csr_array
-    learned: sparse.csr_array
-    follows: sparse.csr_array
-    matches: sparse.csr_array  # fused relevance of each topic in each paper
-    present: sparse.csr_array  # 1 where the phrase occurs
-    followed: sparse.csr_array
-    topic_matches: list[TopicMatch]  # per topic column
-    slot_cols: list[dict[int, int]]  # per profile row: topic slot -> topic column
+    def __init__(self, index: PaperIndex) -> None:
+        super().__init__()
+        self._index = index
+        self.span = 1 << 24  # above every raw id + 1; doubled (and the cache emptied) when not
 
-    def topics_one_per_row(self) -> sparse.csr_array:
-        """``topics`` with each nonzero on its own row, so products keep topics apart."""
-        n = len(self.topic_rows)
-        return sparse.csr_array((np.ones(n), (np.arange(n), self.topic_cols)), shape=(n, self.topics.shape[1]))
+    def keys_of(self, first: np.ndarray, cols: np.ndarray, second: np.ndarray) -> np.ndarray:
+        while len(self._index._raw_texts) + 1 >= self.span:
+            self.span <<= 1
+            self.clear()
+        return (first * len(self._index.papers) + cols) * self.span + second + 1
+
+    def __missing__(self, key: int) -> str:
+        index = self._index
+        rest, second = divmod(key, self.span)
+        first, col = divmod(rest, len(index.papers))
+        second -= 1
+        matches = index._topic_matches
+        evidence = matches[index._raw_topic(first)].evidence.get(col)
+        if evidence is not None:
+            reason = f"about {index._wordings[first]} ({evidence})"
+        else:
+            reason = f"matches: {index._wordings[first]}"
+            if second >= 0 and col not in matches[index._raw_topic(second)].evidence:
+                reason = f"{reason}, {index._wordings[second]}"
+        self[key] = reason
+        return reason
+
+
+class _Rows:
+    """A sparse matrix's rows (topics, phrases or follows, each a few paper columns),
+    grown as new ones are met and kept as one CSR matrix for fancy row indexing."""
+
+    def __init__(self, n_papers: int) -> None:
+        self._n_papers = n_papers
+        self._cols: list[np.ndarray] = []
+        self._values: list[np.ndarray] = []
+        self._matrix: sparse.csr_array | None = None
+
+    def __len__(self) -> int:
+        return len(self._cols)
+
+    def add(self, cols: np.ndarray, values: np.ndarray | None = None) -> int:
+        self._cols.append(np.asarray(cols, np.int64))
+        self._values.append(np.ones(len(cols)) if values is None else np.asarray(values, float))
+        self._matrix = None
+        return len(self._cols) - 1
+
+    def dense(self, rows: np.ndarray) -> np.ndarray:
+        """The given rows as a dense (rows x papers) array."""
+        matrix = self.matrix()
+        starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
+        lengths = ends - starts
+        cells = np.arange(lengths.sum()) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        out = np.zeros((len(rows), self._n_papers))
+        out[np.repeat(np.arange(len(rows)), lengths), matrix.indices[cells]] = matrix.data[cells]
+        return out
+
+    def matrix(self) -> sparse.csr_array:
+        if self._matrix is None:
+            lengths = np.fromiter(map(len, self._cols), np.int64, len(self._cols))
+            indptr = np.r_[0, np.cumsum(lengths)]
+            cols = np.concatenate(self._cols) if self._cols else np.zeros(0, np.int64)
+            values = np.concatenate(self._values) if self._values else np.zeros(0)
+            self._matrix = sparse.csr_array((values, cols, indptr), shape=(len(self._cols), self._n_papers))
+        return self._matrix
+
+
+def _flat(lists: Sequence[Sequence], n_rows: int) -> tuple[list, np.ndarray]:
+    """The items of per-profile sequences in one list, and the profile row of each."""
+    lengths = np.fromiter(map(len, lists), np.int64, n_rows)
+    return list(chain.from_iterable(lists)), np.repeat(np.arange(n_rows), lengths)
+
+
+def _first_per_row(rows: np.ndarray, keys: np.ndarray, n_keys: int) -> np.ndarray:
+    """Mask of the first occurrence of each (row, key) pair (rows non-decreasing)."""
+    keep = np.zeros(len(rows), bool)
+    if len(rows):
+        _, first = np.unique(rows * max(n_keys, 1) + keys, return_index=True)
+        keep[first] = True
+    return keep
 
 
 class PaperIndex:
     """The papers of one digest, ready to be ranked against any number of profiles.
 
     Build it once per digest day (or week) and reuse it for every batch of subscribers:
-    phrase features are computed on first use and cached.
+    topic scores, phrase features and follows are computed on first use and cached.
     """
 
     def __init__(
@@ -198,7 +264,9 @@ class PaperIndex:
         candidates.sort(key=lambda p: (-p.upvotes, p.arxiv_id))
         self.papers: tuple[PaperDoc, ...] = tuple(candidates)
         self.trending_reason = trending_reason
-        self._ids = [p.id for p in self.papers]
+        self._ids = np.array([p.id for p in self.papers], np.int64)
+        self._col_of = {p.id: col for col, p in enumerate(self.papers)}
+        n_papers = len(self.papers)
 
         fields = [doc_fields(p) for p in self.papers]
         arxiv_ids = {p.arxiv_id for p in self.papers}
@@ -212,7 +280,6 @@ class PaperIndex:
             for token in set(doc.split()):
                 self._postings.setdefault(token, []).append(col)
         self._postings.pop("|", None)
-        self._phrases: dict[str, np.ndarray | None] = {}
 
         self._pinned = np.array([p.pinned for p in self.papers], bool)
         self._pin_reasons = [
@@ -231,61 +298,107 @@ class PaperIndex:
             for name in names:
                 self._authors.setdefault(name, []).append(col)
         self._org_texts = [f" {normalize_name(p.organization)} " for p in self.papers]
-        self._orgs: dict[str, list[int]] = {}
-        self._terms: dict[str, str] = {}
+
+        # Everything below grows with the distinct wordings subscribers use, never with
+        # subscribers: ids for raw phrases, their normalized terms, and per term its topic
+        # score row and phrase row (-2 until first needed, -1 for none).
+        self._raw_ids = _RawIds(self)
+        self._raw_texts: list[str] = []
+        self._wordings: list[str] = []  # as quoted in reasons, spaces collapsed
+        self._raw_term = _Ints()  # raw id -> term id, -1 when it normalizes to nothing
+        self._term_ids: dict[str, int] = {}
+        self._term_texts: list[str] = []
+        self._term_topic = _Ints()
+        self._term_phrase = _Ints()
+        self._reasons_cache = _Reasons(self)
+        self._topics = _Rows(n_papers)  # fused relevance of each topic in each paper
+        self._topic_matches: list[TopicMatch] = []
+        self._phrases = _Rows(n_papers)  # 1 where the phrase occurs verbatim
+        self._names: dict[str, str] = {}  # raw name -> normalized
+        self._follow_ids: dict[tuple[str, str], int] = {}
+        self._follows = _Rows(n_papers)
 
     def __len__(self) -> int:
         return len(self.papers)
 
     # ----------------------------------------------------------------- features
 
+    def _add_raw(self, raw: str) -> None:
+        self._raw_texts.append(raw)
+        self._wordings.append(" ".join(raw.split()))
+        term = profile_terms(raw)
+        if not term:
+            self._raw_term.append(-1)
+            return
+        term_id = self._term_ids.get(term)
+        if term_id is None:
+            term_id = self._term_ids[term] = len(self._term_ids)
+            self._term_texts.append(term)
+            self._term_topic.append(-2)
+            self._term_phrase.append(-2)
+        self._raw_term.append(term_id)
+
+    def _terms_of(self, raws: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw ids and term ids (-1 for none) of raw phrases."""
+        raw_ids = np.fromiter(map(self._raw_ids.__getitem__, raws), np.int64, len(raws))
+        return raw_ids, self._raw_term.take(raw_ids)
+
+    def _raw_topic(self, raw_id: int) -> int:
+        return self._term_topic[self._raw_term[raw_id]]
+
+    def _topic_rows(self, term_ids: np.ndarray) -> np.ndarray:
+        """Row of each term in ``self._topics`` (-1: the topic admits no paper)."""
+        unique = np.unique(term_ids)
+        for term_id in unique[self._term_topic.take(unique) == -2].tolist():
+            match = self._scorer.score(self._term_texts[term_id])
+            if match is None:
+                self._term_topic[term_id] = -1
+            else:
+                self._term_topic[term_id] = self._topics.add(match.cols, match.values)
+                self._topic_matches.append(match)
+        return self._term_topic.take(term_ids)
+
+    def _phrase_rows(self, term_ids: np.ndarray) -> np.ndarray:
+        """Row of each term in ``self._phrases`` (-1: no paper holds it verbatim)."""
+        unique = np.unique(term_ids)
+        for term_id in unique[self._term_phrase.take(unique) == -2].tolist():
+            cols = self._phrase(self._term_texts[term_id])
+            self._term_phrase[term_id] = -1 if cols is None else self._phrases.add(cols)
+        return self._term_phrase.take(term_ids)
+
     def _phrase(self, phrase: str) -> np.ndarray | None:
         """Columns of the papers containing a normalized phrase verbatim (for excludes
         and learned terms); None when there are none."""
-        if phrase in self._phrases:
-            return self._phrases[phrase]
-        present = None
         tokens = [t for t in phrase.split() if t != "|"]
         postings = sorted((self._postings.get(t, ()) for t in tokens), key=len)
         if tokens and postings[0]:
             needle = f" {phrase} "
             cols = sorted(c for c in set(postings[0]).intersection(*postings[1:]) if needle in self._docs[c])
-            present = np.array(cols, np.int64) if cols else None
-        self._phrases[phrase] = present
-        return present
+            if cols:
+                return np.array(cols, np.int64)
+        return None
 
-    def _organization(self, name: str) -> list[int]:
-        """Papers whose organization contains the followed one on word boundaries
-        ("Meta" follows "Meta AI" too)."""
-        if name not in self._orgs:
-            needle = f" {name} "
-            self._orgs[name] = [c for c, text in enumerate(self._org_texts) if needle in text]
-        return self._orgs[name]
+    def _name(self, raw: str) -> str:
+        name = self._names.get(raw)
+        if name is None:
+            name = self._names[raw] = normalize_name(raw)
+        return name
 
-    def _term(self, raw: str) -> str:
-        term = self._terms.get(raw)
-        if term is None:
-            term = self._terms[raw] = profile_terms(raw)
-        return term
-
-    def _interest(self, profile: Profile, seen: dict[tuple[tuple[str, ...], ...], _Interest]) -> _Interest:
-        """The profile's filters, normalized once per distinct set of filters in ``seen``
-        (kept per block, not per index, so memory does not grow with subscribers)."""
-        key = (profile.topics, profile.excludes, profile.authors, profile.organizations)
-        interest = seen.get(key)
-        if interest is None:
-            topics: dict[str, str] = {}
-            for raw in profile.topics:
-                term = self._term(raw)
-                if term:
-                    topics.setdefault(term, " ".join(raw.split()))
-            interest = seen[key] = _Interest(
-                topics=tuple(topics.items()),
-                excludes=tuple(dict.fromkeys(t for raw in profile.excludes if (t := self._term(raw)))),
-                authors=tuple(dict.fromkeys(n for raw in profile.authors if (n := normalize_name(raw)))),
-                organizations=tuple(dict.fromkeys(n for raw in profile.organizations if (n := normalize_name(raw)))),
-            )
-        return interest
+    def _follow_rows(self, kind: str, names: list[str]) -> np.ndarray:
+        """Row of each followed name in ``self._follows`` (-1: no paper of theirs)."""
+        rows = []
+        for name in names:
+            row = self._follow_ids.get((kind, name))
+            if row is None:
+                if kind == "author":
+                    papers = self._authors.get(name, [])
+                else:
+                    needle = f" {name} "
+                    # Organization on word boundaries: "Meta" follows "Meta AI" too.
+                    papers = [c for c, text in enumerate(self._org_texts) if needle in text]
+                row = self._follow_ids[(kind, name)] = self._follows.add(papers) if papers else -1
+            rows.append(row)
+        return np.array(rows, np.int64)
 
     # ----------------------------------------------------------------- ranking
 
@@ -313,213 +426,183 @@ class PaperIndex:
         return ranked
 
     def _rank_block(self, profiles: Sequence[Profile], ranked: dict[int, list[RankedItem]]) -> None:
-        n_papers = len(self.papers)
-        q = self._queries(profiles)
-        best, second, top = self._best_topics(q, (len(profiles), n_papers))
+        n_rows, n_papers = len(profiles), len(self.papers)
+        shape = (n_rows, n_papers)
+
+        # Topics: one entry per (profile, distinct term) in the profile's order; the
+        # first wording of a term is the one its reasons quote.
+        raws, rows = _flat(list(map(attrgetter("topics"), profiles)), n_rows)
+        raw_ids, term_ids = self._terms_of(raws)
+        kept = term_ids >= 0
+        rows, raw_ids, term_ids = rows[kept], raw_ids[kept], term_ids[kept]
+        first = _first_per_row(rows, term_ids, len(self._term_ids))
+        rows, raw_ids, term_ids = rows[first], raw_ids[first], term_ids[first]
+        selective = np.bincount(rows, minlength=n_rows) > 0
+        topic_rows = self._topic_rows(term_ids)
+        scored = topic_rows >= 0
+        entry_rows, entry_raws, entry_topics = rows[scored], raw_ids[scored], topic_rows[scored]
+        best, second, top, total = self._best_topics(entry_rows, entry_topics, shape)
         # A paper on one of the topics is on topic: the best topic counts, each further
         # one adds a little, so matching two topics weakly never beats one strongly.
-        relevance = top + MORE_TOPICS * ((q.topics @ q.matches).toarray() - top)
-        excluded = (q.excludes @ q.present).toarray() > 0
-        learned = (q.learned @ q.present).toarray()
-        follows = (q.follows @ q.followed).toarray() > 0
+        relevance = top + MORE_TOPICS * (total - top)
+
+        excluded = np.zeros(shape, bool)
+        raws, rows = _flat(list(map(attrgetter("excludes"), profiles)), n_rows)
+        if raws:
+            _, term_ids = self._terms_of(raws)
+            rows, term_ids = rows[term_ids >= 0], term_ids[term_ids >= 0]
+            phrase_rows = self._phrase_rows(term_ids)
+            rows, phrase_rows = rows[phrase_rows >= 0], phrase_rows[phrase_rows >= 0]
+            excluded = self._spread(rows, phrase_rows, np.ones(len(rows)), self._phrases, shape) > 0
+
+        learned: np.ndarray | float = 0.0  # a scalar while no profile of the block has learned weights
+        weighted = [(row, raw, float(w)) for row, p in enumerate(profiles) if p.weights for raw, w in p.weights.items()]
+        if weighted:
+            rows = np.array([row for row, _, w in weighted if w], np.int64)
+            weights = np.array([w for _, _, w in weighted if w])
+            _, term_ids = self._terms_of([raw for _, raw, w in weighted if w])
+            rows, weights, term_ids = rows[term_ids >= 0], weights[term_ids >= 0], term_ids[term_ids >= 0]
+            phrase_rows = self._phrase_rows(term_ids)
+            keep = phrase_rows >= 0
+            learned = self._spread(rows[keep], phrase_rows[keep], weights[keep], self._phrases, shape)
+
+        follows = np.zeros(shape, bool)
+        for kind, attribute in (("author", "authors"), ("org", "organizations")):
+            raws, rows = _flat(list(map(attrgetter(attribute), profiles)), n_rows)
+            if raws:
+                names = [self._name(raw) for raw in raws]
+                named = np.array([bool(n) for n in names])
+                selective[rows[named]] = True
+                follow_rows = self._follow_rows(kind, [n for n in names if n])
+                rows = rows[named][follow_rows >= 0]
+                follows |= (
+                    self._spread(rows, follow_rows[follow_rows >= 0], np.ones(len(rows)), self._follows, shape) > 0
+                )
 
         matched = relevance > 0
         scores = np.where(
-            q.selective[:, None],
+            selective[:, None],
             relevance + SIMILAR * (self._blend + LEARNED_SIMILAR * np.tanh(learned)),
             self._trend + LEARNED_MAX * np.tanh(learned),
         )
         scores += FOLLOW_LIFT * follows + PIN_BONUS * self._pinned
-        eligible = ~excluded & (~q.selective[:, None] | matched | follows | self._pinned)
+        eligible = ~excluded & (~selective[:, None] | matched | follows | self._pinned)
+        # Papers already sent are skipped: out of the running, as the ineligible ones.
+        for row, profile in enumerate(profiles):
+            if profile.already_sent:
+                cols = [c for i in profile.already_sent if (c := self._col_of.get(i)) is not None]
+                eligible[row, cols] = False
         scores[~eligible] = -np.inf
 
-        # Enough candidates per row to fill max_papers after skipping already-sent ones.
-        wanted = max(max(p.max_papers, 0) + len(p.already_sent) for p in profiles)
-        order = _top_order(scores, min(wanted, n_papers))
-        # Which reason each candidate gets is decided in bulk; text is written only for
-        # the papers actually picked.
-        kinds = np.full(scores.shape, _TRENDING, np.int8)
-        kinds[matched] = _MATCH
-        kinds[follows] = _FOLLOW
-        kinds[:, self._pinned] = _PIN
-        picked = [np.take_along_axis(m, order, axis=1).tolist() for m in (scores, kinds, best, second)]
-        for row, (profile, interest, *candidates) in enumerate(
-            zip(profiles, q.interests, order.tolist(), *picked, strict=True)
-        ):
-            ranked[profile.subscriber_id] = self._pick(
-                profile, interest, q.topic_matches, q.slot_cols[row], *candidates
+        limits = np.fromiter(map(attrgetter("max_papers"), profiles), np.int64, n_rows)
+        order = _top_order(scores, min(max(int(limits.max()), 0), n_papers))
+        ordered = np.take_along_axis(scores, order, axis=1)
+        # Ineligible papers sort last, so each profile's picks are a prefix of its row.
+        picked = np.isfinite(ordered) & (np.arange(order.shape[1]) < limits[:, None])
+        counts = picked.sum(axis=1)
+        rows = np.repeat(np.arange(n_rows), counts)
+        cols = order[picked]
+        reasons = self._reasons(profiles, rows, cols, matched, follows, best, second, entry_raws, entry_topics)
+        items = list(
+            map(
+                tuple.__new__,
+                repeat(RankedItem),
+                zip(self._ids[cols].tolist(), ordered[picked].tolist(), reasons, strict=True),
             )
-
-    def _pick(
-        self,
-        profile: Profile,
-        interest: _Interest,
-        topic_matches: list[TopicMatch],
-        slots: dict[int, int],
-        cols: list[int],
-        scores: list[float],
-        kinds: list[int],
-        best: list[int],
-        second: list[int],
-    ) -> list[RankedItem]:
-        """A profile's items from its candidates, best first: the one Python loop per
-        subscriber, so it touches only the few candidates and keeps lookups local."""
-        items: list[RankedItem] = []
-        limit = profile.max_papers
-        sent = profile.already_sent
-        ids = self._ids
-        no_score = -math.inf
-        item = RankedItem
-        for col, score, kind, first, runner_up in zip(cols, scores, kinds, best, second, strict=True):
-            if len(items) >= limit or score == no_score:
-                break
-            paper_id = ids[col]
-            if paper_id in sent:
-                continue
-            if kind == _MATCH:
-                evidence = topic_matches[slots[first]].evidence.get(col)
-                if evidence is None:
-                    reason = f"matches: {interest.topics[first][1]}"
-                    if runner_up >= 0 and col not in topic_matches[slots[runner_up]].evidence:
-                        reason = f"{reason}, {interest.topics[runner_up][1]}"
-                else:
-                    reason = f"about {interest.topics[first][1]} ({evidence})"
-            elif kind == _TRENDING:
-                reason = self.trending_reason
-            elif kind == _PIN:
-                reason = self._pin_reasons[col]
-            else:
-                reason = self._follow_reason(interest, col)
-            items.append(item(paper_id, score, reason))
-        return items
-
-    def _queries(self, profiles: Sequence[Profile]) -> _Queries:
-        """The block's sparse query matrices, over the phrases and follows it uses."""
-        n_papers = len(self.papers)
-        phrase_cols: dict[str, int] = {}
-        phrase_features: list[np.ndarray] = []
-        topic_cols: dict[str, int] = {}
-        topic_matches: list[TopicMatch] = []
-        slot_cols: list[dict[int, int]] = []
-        follow_cols: dict[tuple[str, str], int] = {}
-        follow_papers: list[list[int]] = []
-
-        def phrase_col(term: str) -> int | None:
-            col = phrase_cols.get(term)
-            if col is None:
-                feature = self._phrase(term)
-                if feature is None:
-                    return None
-                col = phrase_cols[term] = len(phrase_features)
-                phrase_features.append(feature)
-            return col
-
-        def topic_col(term: str) -> int | None:
-            col = topic_cols.get(term)
-            if col is None:
-                match = self._scorer.score(term)
-                if match is None:
-                    return None
-                col = topic_cols[term] = len(topic_matches)
-                topic_matches.append(match)
-            return col
-
-        def follow_col(kind: str, name: str) -> int | None:
-            col = follow_cols.get((kind, name))
-            if col is None:
-                papers = self._authors.get(name, []) if kind == "author" else self._organization(name)
-                if not papers:
-                    return None
-                col = follow_cols[(kind, name)] = len(follow_papers)
-                follow_papers.append(papers)
-            return col
-
-        topics = _Coo()
-        topic_slots: list[int] = []  # which of the profile's topics, for the reason
-        excludes = _Coo()
-        learned = _Coo()
-        follows = _Coo()
-        interests: list[_Interest] = []
-        seen: dict[tuple[tuple[str, ...], ...], _Interest] = {}
-        selective = np.zeros(len(profiles), bool)
-        for row, profile in enumerate(profiles):
-            interest = self._interest(profile, seen)
-            interests.append(interest)
-            selective[row] = bool(interest.topics or interest.authors or interest.organizations)
-            slots: dict[int, int] = {}
-            for slot, (term, _) in enumerate(interest.topics):
-                if (col := topic_col(term)) is not None:
-                    topics.add(row, col)
-                    topic_slots.append(slot)
-                    slots[slot] = col
-            slot_cols.append(slots)
-            for term in interest.excludes:
-                if (col := phrase_col(term)) is not None:
-                    excludes.add(row, col)
-            for raw, weight in profile.weights.items():
-                if weight and (term := self._term(raw)) and (col := phrase_col(term)) is not None:
-                    learned.add(row, col, float(weight))
-            for kind, names in (("author", interest.authors), ("org", interest.organizations)):
-                for name in names:
-                    if (col := follow_col(kind, name)) is not None:
-                        follows.add(row, col)
-
-        n_rows, n_phrases, n_topics = len(profiles), len(phrase_features), len(topic_matches)
-        feature_coo = _Coo()
-        for col, feature in enumerate(phrase_features):
-            feature_coo.extend(col, feature.tolist())
-        topic_coo = _Coo()
-        for col, match in enumerate(topic_matches):
-            topic_coo.extend(col, match.cols.tolist(), match.values.tolist())
-        followed = _Coo()
-        for col, papers in enumerate(follow_papers):
-            followed.extend(col, papers)
-        return _Queries(
-            interests=interests,
-            selective=selective,
-            topics=topics.matrix((n_rows, n_topics)),
-            topic_rows=np.array(topics.rows, np.int64),
-            topic_cols=np.array(topics.cols, np.int64),
-            topic_slots=np.array(topic_slots, np.int64),
-            excludes=excludes.matrix((n_rows, n_phrases)),
-            learned=learned.matrix((n_rows, n_phrases)),
-            follows=follows.matrix((n_rows, len(follow_papers))),
-            matches=topic_coo.matrix((n_topics, n_papers)),
-            present=feature_coo.matrix((n_phrases, n_papers), ones=True),
-            followed=followed.matrix((len(follow_papers), n_papers)),
-            topic_matches=topic_matches,
-            slot_cols=slot_cols,
+        )
+        ends = np.cumsum(counts).tolist()
+        starts = [0, *ends[:-1]]
+        ranked.update(
+            zip(
+                map(attrgetter("subscriber_id"), profiles),
+                map(items.__getitem__, map(slice, starts, ends)),
+                strict=True,
+            )
         )
 
-    def _best_topics(self, q: _Queries, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per (profile, paper): the slot of the profile's best-matching topic and of the
-        runner-up (-1 for none), so reasons name the topics that weigh most, and the
-        best topic's relevance."""
-        best = np.full(shape, -1, np.int16)
-        second = np.full(shape, -1, np.int16)
-        top = np.zeros(shape)
-        # One row per (profile, topic) pair: its relevance in every paper.
-        per_topic = (q.topics_one_per_row() @ q.matches).tocoo()
-        if not per_topic.nnz:
-            return best, second, top
-        entry, paper, value = per_topic.coords[0], per_topic.coords[1], per_topic.data
-        row, slot = q.topic_rows[entry], q.topic_slots[entry]
-        order = np.lexsort((slot, -value, paper, row))
-        row, paper, slot, value = row[order], paper[order], slot[order], value[order]
-        starts = np.flatnonzero(np.r_[True, (row[1:] != row[:-1]) | (paper[1:] != paper[:-1])])
-        best[row[starts], paper[starts]] = slot[starts]
-        top[row[starts], paper[starts]] = value[starts]
-        nexts = starts + 1
-        nexts = nexts[nexts < len(row)]
-        same = (row[nexts] == row[nexts - 1]) & (paper[nexts] == paper[nexts - 1])
-        nexts = nexts[same]
-        second[row[nexts], paper[nexts]] = slot[nexts]
-        return best, second, top
+    @staticmethod
+    def _spread(rows: np.ndarray, feature_rows: np.ndarray, values: np.ndarray, features: _Rows, shape) -> np.ndarray:
+        """Dense (profiles x papers) sum of the features each profile row refers to."""
+        if not len(rows):
+            return np.zeros(shape)
+        query = sparse.csr_array((values, (rows, feature_rows)), shape=(shape[0], len(features)))
+        return (query @ features.matrix()).toarray()
 
-    def _follow_reason(self, interest: _Interest, col: int) -> str:
+    def _best_topics(
+        self, rows: np.ndarray, topics: np.ndarray, shape: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per (profile, paper): the entry of the profile's best-matching topic and of the
+        runner-up (-1 for none), so reasons name the topics that weigh most, the best
+        topic's relevance and the sum over the profile's topics."""
+        best = np.full(shape, -1, np.int64)
+        second = np.full(shape, -1, np.int64)
+        top = np.zeros(shape)
+        if not len(rows):
+            return best, second, top, np.zeros(shape)
+        total = np.zeros(shape)
+        runner_up = np.zeros(shape)  # the runner-up's relevance
+        # Entries of one profile are consecutive; go through them by position (each
+        # profile's first topic, then its second, ...), so a strictly better topic takes
+        # over and ties stay with the earlier topic, and sums run in the profile's order.
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        position = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+        for slot in range(int(position.max()) + 1):
+            entries = np.flatnonzero(position == slot)
+            owners = rows[entries]
+            values = self._topics.dense(topics[entries])
+            entry = entries[:, None]
+            best_value, second_value = top[owners], runner_up[owners]
+            best_entry, second_entry = best[owners], second[owners]
+            better = values > best_value
+            runner = ~better & (values > second_value)
+            second[owners] = np.where(better, best_entry, np.where(runner, entry, second_entry))
+            runner_up[owners] = np.where(better, best_value, np.where(runner, values, second_value))
+            best[owners] = np.where(better, entry, best_entry)
+            top[owners] = np.where(better, values, best_value)
+            total[owners] += values
+        return best, second, top, total
+
+    def _reasons(
+        self,
+        profiles: Sequence[Profile],
+        rows: np.ndarray,
+        cols: np.ndarray,
+        matched: np.ndarray,
+        follows: np.ndarray,
+        best: np.ndarray,
+        second: np.ndarray,
+        entry_raws: np.ndarray,
+        entry_topics: np.ndarray,
+    ) -> list[str]:
+        """The reason of each picked (profile row, paper column). Kinds are decided in
+        bulk, and each distinct reason is written once: a match's reason depends only on
+        the paper and the wordings of its best two topics."""
+        if not len(rows):
+            return []
+        kinds = np.where(matched[rows, cols], _MATCH, _TRENDING)
+        kinds[follows[rows, cols]] = _FOLLOW
+        kinds[self._pinned[cols]] = _PIN
+        reasons = np.empty(len(rows), object)
+        reasons[kinds == _TRENDING] = self.trending_reason
+        pins = np.flatnonzero(kinds == _PIN)
+        reasons[pins] = [self._pin_reasons[c] for c in cols[pins].tolist()]
+        for i in np.flatnonzero(kinds == _FOLLOW).tolist():
+            reasons[i] = self._follow_reason(profiles[rows[i]], int(cols[i]))
+        hits = np.flatnonzero(kinds == _MATCH)
+        if len(hits):
+            hit_cols = cols[hits]
+            first = best[rows[hits], hit_cols]
+            runner_up = second[rows[hits], hit_cols]
+            first_raw = entry_raws[first]
+            second_raw = np.where(runner_up >= 0, entry_raws[runner_up], -1)
+            keys = self._reasons_cache.keys_of(first_raw, hit_cols, second_raw)
+            reasons[hits] = list(map(self._reasons_cache.__getitem__, keys.tolist()))
+        return reasons.tolist()
+
+    def _follow_reason(self, profile: Profile, col: int) -> str:
         names = self._author_names[col]
-        for name in interest.authors:
-            if name in names:
+        for raw in profile.authors:
+            if (name := self._name(raw)) in names:
                 return f"follows: {names[name]}"
         return f"follows: {self.papers[col].organization}"
 
