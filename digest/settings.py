@@ -290,7 +290,7 @@ RETURN_PATH = env("RETURN_PATH")
 if RETURN_PATH and ("@" not in RETURN_PATH or "+" in RETURN_PATH or "<" in RETURN_PATH):
     raise ImproperlyConfigured(f"RETURN_PATH must be a bare address without a +tag, got {RETURN_PATH!r}")
 OUTBOX_DIR = VAR_DIR / "outbox"
-# --- the daily digest (digest/sending.py) ----------------------------------------
+# --- the daily digest (digest/sending/) ----------------------------------------
 # CAN-SPAM: every digest names a physical postal address in its footer.
 POSTAL_ADDRESS = env("POSTAL_ADDRESS", "1 Example Street, 10115 Berlin, Germany")
 # Weekly subscribers get the best of the week on this day, at their send hour.
