@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime
 import factory
 
 from digest.models import ConsentRecord, Delivery, Subscriber
+from digest.ranking import PaperDoc
 from papers.models import Paper
 
 
@@ -67,3 +68,19 @@ def signup_data(**overrides: str) -> dict[str, str]:
     }
     data.update(overrides)
     return data
+
+
+def paper_doc(pk: int, title: str, abstract: str = "", keywords: tuple[str, ...] = (), *, upvotes: int = 1) -> PaperDoc:
+    """A paper as the pure ranker sees it, made up for a ranking test (featured 2025-11-07)."""
+    return PaperDoc(
+        id=pk,
+        arxiv_id=f"2511.{pk:05d}",
+        title=title,
+        abstract=abstract,
+        ai_summary="",
+        ai_keywords=keywords,
+        authors=(),
+        organization="",
+        upvotes=upvotes,
+        day=date(2025, 11, 7),
+    )

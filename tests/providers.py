@@ -13,6 +13,7 @@ Tests script replies with ``server.reply(status, body, times=n)``; unscripted re
 
 from __future__ import annotations
 
+import abc
 import base64
 import json
 import threading
@@ -42,7 +43,7 @@ class _Reply:
     delay: float = 0.0
 
 
-class ProviderServer:
+class ProviderServer(abc.ABC):
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.script: list[_Reply] = []
@@ -91,8 +92,9 @@ class ProviderServer:
         with self.lock:
             self.script.extend(_Reply(status, body, headers or {}, delay) for _ in range(times))
 
+    @abc.abstractmethod
     def success(self, request: Request) -> _Reply:
-        raise NotImplementedError
+        """The provider's documented answer to an accepted message."""
 
 
 class PostmarkServer(ProviderServer):

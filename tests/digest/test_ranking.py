@@ -31,6 +31,7 @@ from digest.ranking import (
     profile_terms,
 )
 from papers.feed import FeedPaper, parse_api_items
+from tests.factories import paper_doc as doc
 
 API_FIXTURES = Path(__file__).parents[1] / "fixtures" / "hf" / "api"
 DAY = date(2025, 11, 7)
@@ -76,21 +77,6 @@ def day_index(day: list[PaperDoc], month: list[PaperDoc]) -> PaperIndex:
 @pytest.fixture(scope="module")
 def month_index(month: list[PaperDoc]) -> PaperIndex:
     return PaperIndex(month)
-
-
-def doc(pk: int, title: str, *, abstract: str = "", keywords: tuple[str, ...] = (), upvotes: int = 1) -> PaperDoc:
-    return PaperDoc(
-        id=pk,
-        arxiv_id=f"2511.{pk:05d}",
-        title=title,
-        abstract=abstract,
-        ai_summary="",
-        ai_keywords=keywords,
-        authors=(),
-        organization="",
-        upvotes=upvotes,
-        day=DAY,
-    )
 
 
 def rank_one(index: PaperIndex, **profile: object) -> list[RankedItem]:

@@ -7,34 +7,19 @@ import json
 import re
 import shutil
 from dataclasses import replace
-from datetime import date
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from digest.ranking import PaperDoc, PaperIndex, Profile
+from digest.ranking import PaperIndex, Profile
 from digest.ranking import evaluation as ev
 from digest.ranking.vocabulary import Vocabulary, find_definitions
+from tests.factories import paper_doc as doc
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 RELEVANCE = FIXTURES / "relevance"
-
-
-def doc(pk: int, title: str, abstract: str = "", keywords: tuple[str, ...] = ()) -> PaperDoc:
-    return PaperDoc(
-        id=pk,
-        arxiv_id=f"2511.{pk:05d}",
-        title=title,
-        abstract=abstract,
-        ai_summary="",
-        ai_keywords=keywords,
-        authors=(),
-        organization="",
-        upvotes=1,
-        day=date(2025, 11, 7),
-    )
 
 
 def reasons(index: PaperIndex, *topics: str) -> dict[str, str]:
