@@ -10,7 +10,8 @@ to a topic fuses four signals, each in [0, 1):
   once, weighted by IDF and divided by the topic's total IDF, so it reads as "how much
   of the topic the paper covers". Terms are Snowball stems, so "compressing the KV
   cache" covers "KV cache compression";
-* the verbatim phrase, field-weighted and saturated: the strongest evidence;
+* the verbatim phrase, field-weighted and saturated: the strongest evidence, with a
+  little more when it is in the title;
 * proximity: every word of the topic inside one sentence, in any order, with at most
   one other content word among them;
 * pseudo-relevance feedback (RM3-like; Lavrenko & Croft 2001, Abdul-Jaleel et al.
@@ -20,9 +21,12 @@ to a topic fuses four signals, each in [0, 1):
 Each of the topic's other names from :class:`~digest.ranking.vocabulary.Vocabulary`
 (acronym, long form) is scored the same way and the best name counts. A paper is
 admitted only with evidence: the phrase or another name verbatim, the words close
-together, a part of the topic carrying most of its IDF verbatim, or (for topics of
-several words) some of its words plus enough of the feedback terms. Everything else
-scores 0, so a narrow topic gets a short list.
+together, a part of the topic carrying most of its IDF verbatim in a paper that also
+uses the topic's head noun ("KV cache" and "compress..." for "KV cache compression"),
+for a one-word topic another word of its stem family ("quantized" for "quantization",
+agent nouns such as "decoder" kept apart), or (for topics of several words) some of its
+words plus enough of the feedback terms. Everything else scores 0, so a narrow topic
+gets a short list.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ W_COVERAGE = 0.8
 W_PHRASE = 0.6
 W_PROXIMITY = 0.15
 W_FEEDBACK = 0.25
+# A name of the topic verbatim in the title adds this: the title says what a paper is
+# about, an abstract's passing mention does not.
+W_TITLE = 0.1
 # Another name of the topic (an acronym) is as good as the topic, nearly.
 VARIANT_DISCOUNT = 0.9
 # Proximity: the topic's words within a span of their number plus this many words.
@@ -73,6 +80,8 @@ RARITY_FLOOR = 0.1
 # A narrower acronym counts in papers covering this much of the topic's own words.
 NARROWER_COVERAGE = 0.3
 
+
+_AGENT_SUFFIXES = ("er", "ers", "or", "ors")
 
 _stemmer = snowballstemmer.stemmer("english")
 
@@ -163,6 +172,7 @@ class TopicScorer:
             self._sat[s] = row / (K1 + row)
         self._field_norm = norm
         self._cache: dict[str, TopicMatch | None] = {}
+        self._families: dict[str, list[str]] | None = None
 
     def idf(self, s: str) -> float:
         df = self._df.get(s, 0)
@@ -208,6 +218,15 @@ class TopicScorer:
                 out[col] = sat @ FIELD_WEIGHTS / FIELD_WEIGHTS.sum()
         return out
 
+    def in_title(self, terms: str) -> np.ndarray:
+        """1 where the phrase is verbatim in the title: what a paper is about."""
+        out = np.zeros(self.n)
+        needle = f" {terms} "
+        for col in self._containing(terms):
+            if col < self.n and needle in f" {self._field_texts[col][0]} ":
+                out[col] = 1.0
+        return out
+
     def proximity(self, stems: Sequence[str]) -> tuple[np.ndarray, dict[int, int]]:
         """1 where all ``stems`` (two or more) sit close together in one sentence."""
         out = np.zeros(self.n)
@@ -249,6 +268,7 @@ class TopicScorer:
         near, _ = self.proximity(stems)
         near = np.where(phrase > 0, 0.0, near)
         value = W_COVERAGE * self.coverage(stems) + W_PHRASE * phrase + W_PROXIMITY * near
+        value = value + W_TITLE * self.in_title(terms)
         return value, phrase > 0, near > 0
 
     def _score(self, terms: str) -> TopicMatch | None:
@@ -277,7 +297,14 @@ class TopicScorer:
             for col in np.flatnonzero(near & (evidence == None)):  # noqa: E711 (numpy elementwise)
                 evidence[col] = " ".join(words)
         for part, shown in self._parts(terms):
-            new = self.phrase(part) > 0
+            # A part without the topic's head noun is about something else: "KV cache"
+            # papers that never speak of compression are not about "KV cache compression".
+            new = (self.phrase(part) > 0) & self._has_head(terms)
+            new &= ~admitted
+            evidence[new] = shown
+            admitted |= new
+        for word, shown in self._inflections(words):
+            new = self.phrase(word) > 0
             new &= ~admitted
             evidence[new] = shown
             admitted |= new
@@ -300,6 +327,34 @@ class TopicScorer:
             values=value[cols],
             evidence={int(c): evidence[c] for c in cols if evidence[c]},
         )
+
+    def _has_head(self, terms: str) -> np.ndarray:
+        """Where the topic's head noun (its stem) occurs anywhere in the paper."""
+        row = self._sat.get(stem(_head(terms.split())))
+        return np.zeros(self.n, bool) if row is None else row > 0
+
+    def _inflections(self, words: Sequence[str]) -> list[tuple[str, str]]:
+        """Other words of a one-word topic's stem family met in the papers, as phrases:
+        "quantized" and "quantize" for "quantization", "decode" for "decoding". An agent
+        noun names another thing ("decoder" is not "decoding"), so words ending in -er or
+        -or and words that do not are kept apart, both ways."""
+        if len(words) != 1:
+            return []
+        word = words[0]
+        agent = word.endswith(_AGENT_SUFFIXES)
+        return [
+            (other, other)
+            for other in self._family().get(stem(word), ())
+            if other != word and other.endswith(_AGENT_SUFFIXES) == agent
+        ]
+
+    def _family(self) -> dict[str, list[str]]:
+        if self._families is None:
+            self._families = {}
+            for w in sorted(self._words):
+                if w.isalpha() and w not in STOPWORDS:
+                    self._families.setdefault(stem(w), []).append(w)
+        return self._families
 
     def _parts(self, terms: str) -> list[tuple[str, str]]:
         """The parts of a topic of several words that carry most of its IDF (as
@@ -348,6 +403,15 @@ class TopicScorer:
             out += weights[s] * self._sat[s]
         shown = {int(c): [self._surface[s] for s in best if self._sat[s][c] > 0] for c in np.flatnonzero(out)}
         return out / total, shown
+
+
+def _head(tokens: Sequence[str]) -> str:
+    """The head noun of an English noun phrase: the last word, or the word before "of"
+    ("compression" of "KV cache compression", "mixture" of "mixture of experts")."""
+    if "of" in tokens[1:]:
+        tokens = tokens[: tokens.index("of", 1)]
+    words = content(tokens)
+    return words[-1] if words else tokens[-1]
 
 
 def _min_span(lists: list[list[int]]) -> int:

@@ -109,7 +109,9 @@ def test_it_matches_a_phrase_not_papers_with_only_one_of_its_words(month_index: 
     word = rank_one(month_index, topics=("decoding",))
 
     assert arxiv_ids(month_index, phrase) == ["2511.08923"]  # TiDAR, the only one that says it
-    assert len(word) == 10
+    # The ten papers that say "decoding", and one that says "decode" (its stem family).
+    assert len(word) == 11
+    assert [i.reason for i in word].count("matches: decoding") == 10
     assert "2511.08923" in arxiv_ids(month_index, word)
 
 

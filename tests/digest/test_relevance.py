@@ -93,6 +93,54 @@ def test_it_admits_words_in_another_order_within_one_sentence_but_not_across_sen
     assert "2511.00003" not in found
 
 
+def test_it_admits_part_of_a_topic_only_with_the_topics_head_noun() -> None:
+    index = PaperIndex(
+        [
+            doc(1, "Smaller caches", "We prune the KV cache. Its compression saves memory."),
+            doc(2, "Block diffusion", "Decoding reuses the KV cache across blocks."),
+            doc(3, "Video codecs", "Compression for streaming."),
+            doc(4, "Image codecs", "Lossy compression of photos."),
+        ]
+    )
+
+    found = reasons(index, "KV cache compression")
+
+    assert found == {"2511.00001": "about KV cache compression (kv cache)"}
+
+
+def test_it_admits_other_words_of_a_one_word_topics_stem_but_not_agent_nouns() -> None:
+    index = PaperIndex(
+        [
+            doc(1, "Low-bit inference", "Weights are quantized to 4 bits."),
+            doc(2, "Quantization formats", "A study of quantization."),
+            doc(3, "Prefill and decode", "We split prefill and decode across machines."),
+            doc(4, "Decoder-only models", "A decoder stack."),
+            doc(5, "A learned quantizer", "The quantizer maps vectors to codes."),
+        ]
+    )
+
+    assert reasons(index, "quantization") == {
+        "2511.00002": "matches: quantization",
+        "2511.00001": "about quantization (quantized)",
+    }
+    assert reasons(index, "decoding") == {"2511.00003": "about decoding (decode)"}
+    assert set(reasons(index, "decoder")) == {"2511.00004"}
+
+
+def test_it_ranks_a_paper_naming_the_topic_in_its_title_first() -> None:
+    titled = doc(1, "Hallucination in vision-language models", "We measure how often models invent objects.")
+    passing = doc(
+        2,
+        "Visual question answering",
+        "Models answer questions; hallucination happens. Less hallucination here. Hallucination rates drop.",
+        ("hallucination", "visual question answering"),
+    )
+    others = [doc(3 + n, f"Paper {n}", "Language models answer questions.") for n in range(4)]
+    index = PaperIndex([passing, titled, *others])
+
+    assert list(reasons(index, "hallucination")) == ["2511.00001", "2511.00002"]
+
+
 def test_it_ranks_a_paper_about_the_topic_above_one_that_mentions_it_in_passing() -> None:
     about = doc(1, "Mixture of experts routing", "Routing for mixture of experts.", ("mixture of experts",))
     passing = doc(2, "A survey of scaling", "Among others, one mixture of experts model.")
