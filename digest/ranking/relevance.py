@@ -24,9 +24,9 @@ admitted only with evidence: the phrase or another name verbatim, the words clos
 together, a part of the topic carrying most of its IDF verbatim in a paper that also
 uses the topic's head noun ("KV cache" and "compress..." for "KV cache compression"),
 for a one-word topic another word of its stem family ("quantized" for "quantization",
-agent nouns such as "decoder" kept apart), or (for topics of several words) some of its
-words plus enough of the feedback terms. Everything else scores 0, so a narrow topic
-gets a short list.
+agent nouns such as "decoder" and adjectives such as "reasonable" kept apart), or (for
+topics of several words) some of its words plus enough of the feedback terms.
+Everything else scores 0, so a narrow topic gets a short list.
 """
 
 from __future__ import annotations
@@ -81,7 +81,14 @@ RARITY_FLOOR = 0.1
 NARROWER_COVERAGE = 0.3
 
 
-_AGENT_SUFFIXES = ("er", "ers", "or", "ors")
+# Suffixes that make a word of the same stem mean another thing: an agent noun
+# ("decoder" is not "decoding"), an adjective of ability ("reasonable" is not "reasoning").
+_OTHER_SENSE = (("er", "ers", "or", "ors"), ("able", "ably", "ible", "ibly"))
+
+
+def _sense(word: str) -> int:
+    return next((n for n, suffixes in enumerate(_OTHER_SENSE, 1) if word.endswith(suffixes)), 0)
+
 
 _stemmer = snowballstemmer.stemmer("english")
 
@@ -335,17 +342,16 @@ class TopicScorer:
 
     def _inflections(self, words: Sequence[str]) -> list[tuple[str, str]]:
         """Other words of a one-word topic's stem family met in the papers, as phrases:
-        "quantized" and "quantize" for "quantization", "decode" for "decoding". An agent
-        noun names another thing ("decoder" is not "decoding"), so words ending in -er or
-        -or and words that do not are kept apart, both ways."""
+        "quantized" and "quantize" for "quantization", "decode" for "decoding". Agent
+        nouns ("decoder") and adjectives of ability ("reasonable") name other things, so
+        they and the rest of the family are kept apart, both ways."""
         if len(words) != 1:
             return []
         word = words[0]
-        agent = word.endswith(_AGENT_SUFFIXES)
         return [
             (other, other)
             for other in self._family().get(stem(word), ())
-            if other != word and other.endswith(_AGENT_SUFFIXES) == agent
+            if other != word and _sense(other) == _sense(word)
         ]
 
     def _family(self) -> dict[str, list[str]]:

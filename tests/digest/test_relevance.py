@@ -108,7 +108,7 @@ def test_it_admits_part_of_a_topic_only_with_the_topics_head_noun() -> None:
     assert found == {"2511.00001": "about KV cache compression (kv cache)"}
 
 
-def test_it_admits_other_words_of_a_one_word_topics_stem_but_not_agent_nouns() -> None:
+def test_it_admits_other_words_of_a_one_word_topics_stem_but_not_agent_nouns_or_adjectives() -> None:
     index = PaperIndex(
         [
             doc(1, "Low-bit inference", "Weights are quantized to 4 bits."),
@@ -116,6 +116,8 @@ def test_it_admits_other_words_of_a_one_word_topics_stem_but_not_agent_nouns() -
             doc(3, "Prefill and decode", "We split prefill and decode across machines."),
             doc(4, "Decoder-only models", "A decoder stack."),
             doc(5, "A learned quantizer", "The quantizer maps vectors to codes."),
+            doc(6, "Reasonable defaults", "Sensible settings, for a reason: we reason about them."),
+            doc(7, "Fair comparisons", "A reasonable baseline."),
         ]
     )
 
@@ -125,6 +127,7 @@ def test_it_admits_other_words_of_a_one_word_topics_stem_but_not_agent_nouns() -
     }
     assert reasons(index, "decoding") == {"2511.00003": "about decoding (decode)"}
     assert set(reasons(index, "decoder")) == {"2511.00004"}
+    assert reasons(index, "reasoning") == {"2511.00006": "about reasoning (reason)"}
 
 
 def test_it_ranks_a_paper_naming_the_topic_in_its_title_first() -> None:
