@@ -215,7 +215,13 @@ class TopicScorer:
 
     def phrase(self, terms: str) -> np.ndarray:
         """Field-weighted, saturated count of the verbatim phrase, in [0, 1)."""
+        return self._phrase(terms)[0]
+
+    def _phrase(self, terms: str) -> tuple[np.ndarray, np.ndarray]:
+        """The phrase's saturated count, and 1 where it is in the title (what a paper is
+        about)."""
         out = np.zeros(self.n)
+        titled = np.zeros(self.n)
         pattern = None
         for col in self._containing(terms):
             if col < self.n:
@@ -223,16 +229,8 @@ class TopicScorer:
                 tf = np.array([len(pattern.findall(f)) for f in self._field_texts[col]], float)
                 sat = tf / (K1 * self._field_norm[col] + tf)
                 out[col] = sat @ FIELD_WEIGHTS / FIELD_WEIGHTS.sum()
-        return out
-
-    def in_title(self, terms: str) -> np.ndarray:
-        """1 where the phrase is verbatim in the title: what a paper is about."""
-        out = np.zeros(self.n)
-        needle = f" {terms} "
-        for col in self._containing(terms):
-            if col < self.n and needle in f" {self._field_texts[col][0]} ":
-                out[col] = 1.0
-        return out
+                titled[col] = float(tf[0] > 0)
+        return out, titled
 
     def proximity(self, stems: Sequence[str]) -> tuple[np.ndarray, dict[int, int]]:
         """1 where all ``stems`` (two or more) sit close together in one sentence."""
@@ -271,11 +269,10 @@ class TopicScorer:
         stems = [stem(t) for t in content(terms.split())]
         if not stems:
             return np.zeros(self.n), np.zeros(self.n, bool), np.zeros(self.n, bool)
-        phrase = self.phrase(terms)
+        phrase, titled = self._phrase(terms)
         near, _ = self.proximity(stems)
         near = np.where(phrase > 0, 0.0, near)
-        value = W_COVERAGE * self.coverage(stems) + W_PHRASE * phrase + W_PROXIMITY * near
-        value = value + W_TITLE * self.in_title(terms)
+        value = W_COVERAGE * self.coverage(stems) + W_PHRASE * phrase + W_PROXIMITY * near + W_TITLE * titled
         return value, phrase > 0, near > 0
 
     def _score(self, terms: str) -> TopicMatch | None:
@@ -303,16 +300,12 @@ class TopicScorer:
         if near.any():
             for col in np.flatnonzero(near & (evidence == None)):  # noqa: E711 (numpy elementwise)
                 evidence[col] = " ".join(words)
-        for part, shown in self._parts(terms):
-            # A part without the topic's head noun is about something else: "KV cache"
-            # papers that never speak of compression are not about "KV cache compression".
-            new = (self.phrase(part) > 0) & self._has_head(terms)
-            new &= ~admitted
-            evidence[new] = shown
-            admitted |= new
-        for word, shown in self._inflections(words):
-            new = self.phrase(word) > 0
-            new &= ~admitted
+        # Parts of a topic of several words, or the stem family of a one-word topic. A
+        # part without the topic's head noun is about something else: "KV cache" papers
+        # that never speak of compression are not about "KV cache compression".
+        head = self._has_head(terms) if len(words) > 1 else True
+        for part, shown in [*self._parts(terms), *self._inflections(words)]:
+            new = (self.phrase(part) > 0) & head & ~admitted
             evidence[new] = shown
             admitted |= new
         feedback, shown = self._feedback(terms, value, admitted)
