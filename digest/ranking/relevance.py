@@ -15,8 +15,9 @@ to a topic fuses four signals, each in [0, 1):
 * proximity: every word of the topic inside one sentence, in any order, with at most
   one other content word among them;
 * pseudo-relevance feedback (RM3-like; Lavrenko & Croft 2001, Abdul-Jaleel et al.
-  2004): the terms the topic's best matches share, weighted by how many of them use
-  the term and its IDF.
+  2004): the content words the topic's best matches share (never function words such
+  as "through"), weighted by how many of them use the word and its IDF; a reason names
+  each by the form the papers use most ("clicking" rather than "click").
 
 Each of the topic's other names from :class:`~digest.ranking.vocabulary.Vocabulary`
 (acronym, long form) is scored the same way and the best name counts. A paper is
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -40,7 +42,7 @@ from functools import lru_cache
 import numpy as np
 import snowballstemmer
 
-from digest.ranking.text import STOPWORDS
+from digest.ranking.text import FUNCTION_WORDS, STOPWORDS
 from digest.ranking.vocabulary import Variant, Vocabulary
 
 FIELD_WEIGHTS = np.array([3.0, 2.5, 1.5, 1.0])  # title, AI keywords, AI summary, abstract
@@ -116,7 +118,7 @@ class _Doc:
 
     __slots__ = ("lengths", "positions", "tf")
 
-    def __init__(self, fields: Sequence[str], surface: dict[str, str]) -> None:
+    def __init__(self, fields: Sequence[str], surface: dict[str, Counter[str]]) -> None:
         self.tf: list[dict[str, int]] = []
         self.lengths = np.zeros(len(fields))
         # stem -> [(chunk number, position in the chunk's content words)]
@@ -128,7 +130,7 @@ class _Doc:
                 words = content(chunk.split())
                 for position, word in enumerate(words):
                     s = stem(word)
-                    surface.setdefault(s, word)
+                    surface[s][word] += 1
                     counts[s] = counts.get(s, 0) + 1
                     self.positions.setdefault(s, []).append((chunk_no, position))
                 chunk_no += 1
@@ -152,9 +154,11 @@ class TopicScorer:
             for word in set(text.split()):
                 self._words.setdefault(word, set()).add(col)
         self._field_texts = candidates
-        self._surface: dict[str, str] = {}  # stem -> the first word seen with it, for reasons
-        docs = [_Doc(f, self._surface) for f in candidates]
-        back = [_Doc(f, self._surface) for f in background]
+        forms: defaultdict[str, Counter[str]] = defaultdict(Counter)  # stem -> its words, counted
+        docs = [_Doc(f, forms) for f in candidates]
+        back = [_Doc(f, forms) for f in background]
+        # stem -> its most used word, for reasons ("using" rather than "useful" for "use")
+        self._surface = {s: min(c, key=lambda w: (-c[w], w)) for s, c in forms.items()}
         self._docs = docs
         every = docs + back
         self._n_docs = max(len(every), 1)
@@ -392,7 +396,10 @@ class TopicScorer:
         weights = {
             s: count / len(ranked) * self.idf(s)
             for s, count in used.items()
-            if s not in query and count / len(ranked) >= FEEDBACK_MIN_SHARE and len(s) > 2
+            if s not in query
+            and count / len(ranked) >= FEEDBACK_MIN_SHARE
+            and len(s) > 2
+            and self._surface[s] not in FUNCTION_WORDS
         }
         best = sorted(weights, key=lambda s: (-weights[s], s))[:FEEDBACK_TERMS]
         if not best:

@@ -55,6 +55,22 @@ STOPWORDS = frozenset({
     "what", "when", "where", "which", "while", "with", "without",
 })  # fmt: skip
 
+# English function words (NLTK's list, without contractions, and a few more). They stay
+# in topics and phrases ("speech to text"), but are never evidence of what a paper is
+# about, so pseudo-relevance feedback never takes them as expansion terms.
+FUNCTION_WORDS = STOPWORDS | frozenset({
+    "about", "above", "across", "after", "again", "against", "all", "also", "am", "among",
+    "any", "been", "before", "being", "below", "between", "both", "but", "can", "could",
+    "did", "do", "does", "doing", "down", "during", "each", "either", "few", "further",
+    "had", "has", "have", "having", "he", "her", "here", "hers", "him", "his", "however",
+    "i", "if", "itself", "just", "may", "me", "might", "more", "most", "must", "my", "neither",
+    "no", "nor", "not", "now", "off", "once", "only", "other", "ours", "out", "over", "own",
+    "same", "shall", "she", "should", "so", "some", "such", "than", "that", "theirs", "them",
+    "themselves", "then", "there", "therefore", "these", "they", "those", "through", "thus",
+    "too", "toward", "under", "until", "up", "upon", "us", "very", "was", "were", "whether",
+    "who", "whom", "why", "will", "within", "would", "yet", "you", "your",
+})  # fmt: skip
+
 # A phrase never matches across these: sentence ends, commas, brackets, keyword borders.
 # A period inside a word or number ("2.5", "e.g") is not a border.
 _BORDERS = re.compile(r"[,;:!?()\[\]{}|\"“”«»]|\.(?!\w)")

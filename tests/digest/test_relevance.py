@@ -130,6 +130,24 @@ def test_it_admits_other_words_of_a_one_word_topics_stem_but_not_agent_nouns_or_
     assert reasons(index, "reasoning") == {"2511.00006": "about reasoning (reason)"}
 
 
+def test_it_names_feedback_evidence_in_content_words_as_authors_mostly_write_them() -> None:
+    index = PaperIndex(
+        [
+            doc(1, "GUI agents on phones", "Agents act.", ("click", "through the screen")),
+            doc(2, "GUI agents for desktops", "Agents act.", ("clicking", "through the screen")),
+            doc(3, "Grounding GUI agents", "Agents act.", ("clicking", "through menus")),
+            doc(4, "Web agents", "Browsing agents.", ("clicking", "through the screen")),
+            doc(5, "Protein folding", "Structures of proteins."),
+            doc(6, "Weather forecasts", "Forecasting rain with graphs."),
+            doc(7, "Speech synthesis", "Voices from text."),
+        ]
+    )
+
+    # "through" is shared by every GUI paper but says nothing of what they are about;
+    # "clicking" is how they mostly write the stem "click".
+    assert reasons(index, "GUI agents")["2511.00004"] == "about GUI agents (clicking, screen)"
+
+
 def test_it_ranks_a_paper_naming_the_topic_in_its_title_first() -> None:
     titled = doc(1, "Hallucination in vision-language models", "We measure how often models invent objects.")
     passing = doc(
