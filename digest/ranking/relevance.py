@@ -154,11 +154,12 @@ class TopicScorer:
             for word in set(text.split()):
                 self._words.setdefault(word, set()).add(col)
         self._field_texts = candidates
-        forms: defaultdict[str, Counter[str]] = defaultdict(Counter)  # stem -> its words, counted
-        docs = [_Doc(f, forms) for f in candidates]
-        back = [_Doc(f, forms) for f in background]
-        # stem -> its most used word, for reasons ("using" rather than "useful" for "use")
-        self._surface = {s: min(c, key=lambda w: (-c[w], w)) for s, c in forms.items()}
+        # stem -> its words with their counts: its family, and its most used word for
+        # reasons ("using" rather than "useful" for "use")
+        self._forms: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        docs = [_Doc(f, self._forms) for f in candidates]
+        back = [_Doc(f, self._forms) for f in background]
+        self._surface = {s: min(c, key=lambda w: (-c[w], w)) for s, c in self._forms.items()}
         self._docs = docs
         every = docs + back
         self._n_docs = max(len(every), 1)
@@ -183,7 +184,6 @@ class TopicScorer:
             self._sat[s] = row / (K1 + row)
         self._field_norm = norm
         self._cache: dict[str, TopicMatch | None] = {}
-        self._families: dict[str, list[str]] | None = None
 
     def idf(self, s: str) -> float:
         df = self._df.get(s, 0)
@@ -347,17 +347,9 @@ class TopicScorer:
         word = words[0]
         return [
             (other, other)
-            for other in self._family().get(stem(word), ())
-            if other != word and _sense(other) == _sense(word)
+            for other in sorted(self._forms.get(stem(word), ()))
+            if other != word and other.isalpha() and _sense(other) == _sense(word)
         ]
-
-    def _family(self) -> dict[str, list[str]]:
-        if self._families is None:
-            self._families = {}
-            for w in sorted(self._words):
-                if w.isalpha() and w not in STOPWORDS:
-                    self._families.setdefault(stem(w), []).append(w)
-        return self._families
 
     def _parts(self, terms: str) -> list[tuple[str, str]]:
         """The parts of a topic of several words that carry most of its IDF (as
