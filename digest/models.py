@@ -57,6 +57,9 @@ class Subscriber(models.Model):
     channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.EMAIL)
     # Term -> weight learned from "more / less like this" feedback.
     weights = models.JSONField(default=dict, blank=True)
+    # The reader model fitted from this subscriber's liked and disliked papers (LikedPaper):
+    # refitted when that list changes, never per send; null while there is nothing to fit.
+    reader_model = models.JSONField(null=True, blank=True, editable=False)
     # Secret of this subscriber's signed links; rotating it revokes every link sent so far.
     key = models.CharField(max_length=32, default=new_key, editable=False)
     # Secret of the feed link alone: "reset my feed link" rotates it, the other links stay.
@@ -279,3 +282,37 @@ class DeliveryEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} of {self.subscriber_id} from {self.source}"
+
+
+class LikedPaper(models.Model):
+    """A paper a subscriber named, imported or voted on: what their reader model is fitted from.
+
+    The row exists from the moment the id is given; `paper` is filled in once the paper is in
+    our store (ours already, or fetched), and a paper named here never appears in a digest.
+    """
+
+    class Source(models.TextChoices):
+        TYPED = "typed", "Typed"
+        FILE = "file", "Library file"
+        ZOTERO = "zotero", "Zotero"
+        VOTE = "vote", "Vote"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Being fetched"
+        FOUND = "found", "Found"
+        NOT_FOUND = "not_found", "Not found"
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="liked_papers")
+    arxiv_id = models.CharField(max_length=32, help_text="New-style arXiv id without its version.")
+    paper = models.ForeignKey(Paper, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    liked = models.BooleanField(default=True, help_text='False: "less like this".')
+    source = models.CharField(max_length=8, choices=Source.choices)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING, db_index=True)
+    added_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-added_at"]
+        constraints = [models.UniqueConstraint(fields=["subscriber", "arxiv_id"], name="liked_paper_once")]
+
+    def __str__(self) -> str:
+        return f"{self.subscriber_id} {'likes' if self.liked else 'dislikes'} {self.arxiv_id}"

@@ -12,7 +12,11 @@ class Paper(models.Model):
     authors = models.JSONField(default=list, blank=True)
     organization = models.CharField(max_length=200, blank=True)
     published_at = models.DateTimeField(help_text="When arXiv published it (UTC).")
-    featured_on = models.DateField(db_index=True, help_text="The Hugging Face daily list it appeared on.")
+    # Null for a paper fetched only because a reader named it (never on a daily list): day
+    # queries select by date, so such a paper is shared by every reader but in no day's digest.
+    featured_on = models.DateField(
+        null=True, blank=True, db_index=True, help_text="The Hugging Face daily list it appeared on."
+    )
     upvotes = models.PositiveIntegerField(default=0)
     num_comments = models.PositiveIntegerField(default=0)
     github_repo = models.URLField(max_length=500, blank=True)
