@@ -1,7 +1,7 @@
 """Subscribers, deliveries and the schedule in the console.
 
 Curators see everything here read-only and act through actions, each a thin door into
-a service; erasing a subscriber is for superusers (see the README's roles).
+a service; erasing a subscriber is for superusers (see the roles in docs/operations.md).
 """
 
 import csv

@@ -1,7 +1,7 @@
 """Turn a reader's ranked papers into the digest's subject, plain text and HTML.
 
 CSS inlining is the expensive step (premailer costs about 20 ms per email here, see
-../shared/research/perf-anchors.md), so it happens once per day, not once per email:
+the naive path in docs/benchmarks.md), so it happens once per day, not once per email:
 :class:`DayRenderer` renders the shell and every paper card of the day once, with
 ``%%PLACEHOLDER%%`` tokens where per-reader values go, inlines that single document
 (so descendant selectors such as ``.footer a`` match exactly as they would in a real

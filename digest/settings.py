@@ -3,7 +3,7 @@
 The defaults run the whole service on one machine with nothing else installed:
 SQLite under var/, Celery on a filesystem broker under var/, and every email
 written to var/outbox/ as an .eml file. Production switches each part on by
-setting a variable (see .env.example and the README); no code is edited.
+setting a variable (see .env.example and the README's configuration table); no code is edited.
 
 A bad value stops start-up with one line naming the variable and a non-zero
 exit (manage.py, wsgi.py and celery.py turn ImproperlyConfigured into that line

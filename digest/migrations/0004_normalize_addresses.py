@@ -1,4 +1,4 @@
-"""Store every subscriber's address in its normalized spelling (issue 11, item 3).
+"""Store every subscriber's address in its normalized spelling (quoted and look-alike spellings of one mailbox).
 
 Unlike 0003's frozen list, this uses the live digest.addresses.normalize_email: an
 install migrating later wants the spelling the code compares against then, and there

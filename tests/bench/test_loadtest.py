@@ -1,7 +1,7 @@
 """tests/bench/loadtest.py in a tiny configuration, so the script keeps working.
 
 Only the plumbing is checked here (site set-up, CSRF, one-click POSTs, counting); how
-fast the service is gets measured by running the script itself (see the README).
+fast the service is gets measured by running the script itself (see docs/benchmarks.md).
 """
 
 import importlib.util
