@@ -177,9 +177,20 @@ except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a database URL ({exc})") from None
 if _db["ENGINE"] not in ("django.db.backends.sqlite3", "django.db.backends.postgresql"):
     raise ImproperlyConfigured(f"DATABASE_URL must be sqlite:/// or postgres://, got {DATABASE_URL.split(':')[0]}:")
+
+
+def sqlite_options() -> dict[str, object]:
+    """Several processes (web, worker, beat) share the file: writers queue instead of failing.
+
+    A transaction takes the write lock when it begins (IMMEDIATE): two transactions that
+    read and then write would otherwise deadlock on the lock upgrade, which SQLite answers
+    at once with "database is locked", whatever the busy timeout.
+    """
+    return {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+
+
 if _db["ENGINE"] == "django.db.backends.sqlite3":
-    # Several processes (web, worker, beat) share the file: wait for locks instead of failing.
-    _db.setdefault("OPTIONS", {})["timeout"] = 20
+    _db.setdefault("OPTIONS", {}).update(sqlite_options())
     _db["CONN_MAX_AGE"] = 0
 else:
     _db["CONN_HEALTH_CHECKS"] = True
