@@ -7,10 +7,12 @@ digest, end-to-end and production tests through the ``smtp_server`` fixture.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -54,6 +56,29 @@ class Handler:
     rules: dict[str, _Rule] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Shutting down: the message in flight is finished, the next one gets 421 (RFC 5321 4.2.2).
+    closing: bool = False
+    in_flight: set[int] = field(default_factory=set)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        with self.lock:
+            if self.closing:
+                asyncio.get_running_loop().call_soon(server.transport.close)  # after the reply is written
+                return "421 4.3.2 Service shutting down, closing transmission channel"
+            self.in_flight.add(id(session))
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self._done(session)
+        return "250 OK"
+
+    def _done(self, session: Session) -> None:
+        with self.lock:
+            self.in_flight.discard(id(session))
 
     def _scripted(self, stage: str, address: str) -> str | None:
         with self.lock:
@@ -78,6 +103,12 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        try:
+            return self._data(server, envelope)
+        finally:
+            self._done(session)
+
+    def _data(self, server: SMTP, envelope: Envelope) -> str:
         drop = False
         for address in envelope.rcpt_tos:
             reply = self._scripted("DATA", address)
@@ -126,6 +157,21 @@ class SmtpServer:
         """Stop listening; a second call (a test that stopped it, then the fixture) is a no-op."""
         if self._controller._thread is not None:
             self._controller.stop()
+
+    def shut_down(self, timeout: float = 30.0) -> None:
+        """Go down between two messages, as a relay does when its operator stops it.
+
+        The message being transferred is taken and answered; every later one, on an open
+        connection or a new one, gets "421 shutting down" until the server stops listening.
+        Unlike :meth:`stop`, no client is left not knowing whether its message arrived.
+        """
+        with self.handler.lock:
+            self.handler.closing = True
+        deadline = time.monotonic() + timeout
+        while self.handler.in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not self.handler.in_flight, "a message was still being transferred"
+        self.stop()
 
     @property
     def messages(self) -> list[Received]:

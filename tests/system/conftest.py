@@ -17,6 +17,9 @@ REDIS = os.environ.get("REDIS_URL", "")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/system/" in str(item.fspath):
+            item.add_marker(pytest.mark.slow)  # each starts gunicorn, workers and beat
     if POSTGRES.startswith("postgres") and REDIS:
         return
     skip = pytest.mark.skip(reason="whole-system tests need the real PostgreSQL and Redis (DATABASE_URL, REDIS_URL)")

@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -80,6 +79,10 @@ def check(stack: Stack, *smtp: SmtpServer) -> None:
     assert len(stuck) <= 2  # only rows caught mid-conversation: one per worker process at most
 
 
+def planner_runs(stack: Stack, beat: str) -> int:
+    return stack.log(beat).count("digest.tasks.plan_digests")
+
+
 def started_sending(smtp: SmtpServer, at_least: int = 3) -> None:
     wait_for(lambda: len(digests([smtp])) >= at_least, timeout=90, what=f"{at_least} digests sent")
 
@@ -103,7 +106,11 @@ def test_two_beats_at_once(stack: Stack, smtp_server: SmtpServer) -> None:
     stack.start("beat")
     stack.start("beat2")
     settle(stack)
-    time.sleep(4)  # more planner runs from both beats
+    planned = {beat: planner_runs(stack, beat) for beat in ("beat", "beat2")}
+    wait_for(
+        lambda: all(planner_runs(stack, beat) >= n + 2 for beat, n in planned.items()),
+        what="two more planner runs from each beat",
+    )
     check(stack, smtp_server)
     assert len(digests([smtp_server])) == SUBSCRIBERS
 
@@ -113,8 +120,11 @@ def test_the_smtp_server_down_mid_send_and_back_later(stack: Stack, smtp_server:
     stack.start("worker")
     stack.start("beat")
     started_sending(smtp_server)
-    smtp_server.stop()
-    time.sleep(5)  # batches meet a relay that does not answer: rows go back to pending
+    smtp_server.shut_down()  # between two messages: the relay answers 421, then stops listening
+    wait_for(
+        lambda: stack.scalar("SELECT count(*) FROM digest_delivery WHERE outcome = 'retrying'"),
+        what="batches meeting the relay down, their rows back to pending",
+    )
     revived = SmtpServer(port=smtp_server.port).start()
     try:
         settle(stack)
@@ -187,11 +197,19 @@ def test_redis_restarted_and_flushed_mid_send(stack: Stack, smtp_server: SmtpSer
     stack.start("beat")
     started_sending(smtp_server)
     private_redis.stop()  # queued batches, the journal and the cache are gone with it
-    time.sleep(2)
+    wait_for(
+        lambda: any(line in stack.log("worker") for line in ("Connection to broker lost", "Cannot connect to")),
+        timeout=30,
+        what="the worker meeting Redis down",
+    )
     private_redis.start()
     settle(stack)
     check(stack, smtp_server)
     assert len(digests([smtp_server])) == SUBSCRIBERS
+
+
+def sweeps(stack: Stack) -> int:
+    return stack.log("beat").count("digest.tasks.sweep_confirmations")
 
 
 class StallingRelay:
@@ -249,7 +267,8 @@ def test_a_worker_killed_inside_a_confirmation_conversation(stack: Stack, smtp_s
         stack.start("worker")
         stack.start("beat")
         wait_for(lambda: revived.to("late@example.org"), timeout=90, what="the swept confirmation")
-        time.sleep(8)  # several more sweeps: the recorded confirmation is never sent again
+        swept = sweeps(stack)
+        wait_for(lambda: sweeps(stack) >= swept + 3, what="three more sweeps")  # none may send it again
         assert len(revived.to("late@example.org")) == 1
         assert stack.scalar("SELECT confirmation_sent_at FROM digest_subscriber WHERE email = %s", "late@example.org")
     finally:
