@@ -159,8 +159,9 @@ def _note_bounces(subscriber_ids: list[int]) -> None:
 
 def _suppress_refused(refused: Sequence[Delivery]) -> None:
     """What a later hard-bounce DSN does (digest/events.py), for addresses refused during the send:
-    a hard-bounce event on the delivery (so that DSN, when it comes, changes nothing more), a
-    bounce suppression, the subscriber unsubscribed and their queued digests skipped."""
+    a hard-bounce event in the subscriber's record, a bounce suppression, the subscriber
+    unsubscribed and their queued digests skipped. The event names no delivery: the
+    dashboard already counts a bounced row that never left as a hard bounce."""
     DeliveryEvent.objects.bulk_create(
         [
             DeliveryEvent(
@@ -168,7 +169,6 @@ def _suppress_refused(refused: Sequence[Delivery]) -> None:
                 event_id=f"refused:{d.pk}",
                 kind=DeliveryEvent.Kind.HARD_BOUNCE,
                 subscriber_id=d.subscriber_id,
-                delivery_id=d.pk,
                 detail=d.error[:500],
             )
             for d in refused
