@@ -54,7 +54,7 @@ def sign(envelope: dict, *, version: str = "1") -> dict:
     from digest.mail import sns
 
     signed = {**envelope, "SignatureVersion": version, "SigningCertURL": CERT_URL}
-    algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()
+    algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()  # noqa: S303 - SNS version 1 is SHA1withRSA
     raw = _key_and_pem()[0].sign(sns.string_to_sign(signed), padding.PKCS1v15(), algorithm)
     signed["Signature"] = base64.b64encode(raw).decode()
     return signed
