@@ -20,7 +20,7 @@ from anymail.exceptions import AnymailError, AnymailWebhookValidationFailure
 from anymail.signals import inbound as anymail_inbound
 from anymail.signals import tracking as anymail_tracking
 from anymail.webhooks.amazon_ses import AmazonSESInboundWebhookView, AmazonSESTrackingWebhookView
-from anymail.webhooks.base import AnymailCoreWebhookView
+from anymail.webhooks.base import AnymailBasicAuthMixin, AnymailCoreWebhookView
 from django.conf import settings
 from django.dispatch import receiver
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
@@ -97,6 +97,9 @@ class SnsSignatureMixin(AnymailCoreWebhookView):
     """Refuse an Amazon SNS message whose signature does not verify (collected by anymail's run_validators)."""
 
     def validate_request(self, request: HttpRequest) -> None:
+        # The basic auth first (anymail runs this validator before its own): nobody without
+        # the secret makes the service look at certificates.
+        AnymailBasicAuthMixin.validate_request(self, request)  # type: ignore[arg-type]
         try:
             sns.verify(AmazonSESTrackingWebhookView._parse_sns_message(request))
         except sns.BadSignature as exc:
