@@ -79,14 +79,27 @@ def mounted(provider: str, route: str) -> bool:
 def missing_credential() -> str:
     """One line naming the setting the configured provider's webhooks wait for, or ""."""
     provider = settings.EMAIL_PROVIDER
-    needs = CREDENTIALS.get(provider, {}).get("tracking")
-    if provider == "smtp" or not needs or any(_configured(name) for name in needs):
+    if provider == "smtp":
+        if settings.INBOUND_WEBHOOK:
+            return (
+                "INBOUND_WEBHOOK=true but EMAIL_PROVIDER=smtp: no provider's inbound webhook is mounted,"
+                " so mail to UNSUBSCRIBE_MAILTO is read by nothing unless INBOUND_IMAP_URL is set"
+            )
         return ""
-    names = " or ".join(f"ANYMAIL_{name}" for name in needs)
-    return (
-        f"EMAIL_PROVIDER={provider} but {names} is not set: its bounce and complaint webhooks"
-        f" (/webhooks/{provider}/tracking/) answer 404 and act on nothing"
-    )
+    for route in ("tracking", "inbound") if settings.INBOUND_WEBHOOK else ("tracking",):
+        needs = CREDENTIALS.get(provider, {}).get(route)
+        if not needs:
+            if route == "inbound":
+                return f"INBOUND_WEBHOOK=true but anymail has no inbound webhook for {provider}"
+            continue
+        if not any(_configured(name) for name in needs):
+            names = " or ".join(f"ANYMAIL_{name}" for name in needs)
+            what = "bounce and complaint webhooks" if route == "tracking" else "inbound webhook"
+            return (
+                f"EMAIL_PROVIDER={provider} but {names} is not set: its {what}"
+                f" (/webhooks/{provider}/{route}/) answer 404 and act on nothing"
+            )
+    return ""
 
 
 class _HandlerFailed(Exception):

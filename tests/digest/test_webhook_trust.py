@@ -116,6 +116,32 @@ def test_it_names_the_missing_setting_in_one_line(settings, provider, anymail, m
     assert f"/webhooks/{provider}/tracking/" in line
 
 
+def test_it_names_the_inbound_secret_when_the_inbound_webhook_is_read(settings):
+    settings.EMAIL_PROVIDER = "mailersend"
+    settings.ANYMAIL = {"MAILERSEND_SIGNING_SECRET": "s"}
+    assert webhooks.missing_credential() == ""
+
+    settings.INBOUND_WEBHOOK = True
+
+    assert "ANYMAIL_MAILERSEND_INBOUND_SECRET is not set" in webhooks.missing_credential()
+    settings.EMAIL_PROVIDER = "smtp"
+    assert webhooks.missing_credential().startswith("INBOUND_WEBHOOK=true but EMAIL_PROVIDER=smtp")
+
+
+def test_gunicorns_app_says_in_one_line_which_setting_is_missing(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import digest.wsgi"],
+        env=production_env(tmp_path, EMAIL_PROVIDER="amazon_ses"), cwd=ROOT, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if "configuration warning" in line] == [
+        "configuration warning: EMAIL_PROVIDER=amazon_ses but ANYMAIL_WEBHOOK_SECRET is not set: its bounce and"
+        " complaint webhooks (/webhooks/amazon_ses/tracking/) answer 404 and act on nothing"
+    ]
+
+
 def test_it_names_nothing_when_the_provider_is_smtp_or_its_secret_is_set(settings):
     assert webhooks.missing_credential() == ""
     settings.EMAIL_PROVIDER = "postmark"
@@ -123,11 +149,11 @@ def test_it_names_nothing_when_the_provider_is_smtp_or_its_secret_is_set(setting
     assert webhooks.missing_credential() == ""
 
 
-def test_the_deploy_check_says_in_one_line_which_setting_is_missing(tmp_path: Path) -> None:
+def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     from tests.digest.test_settings import READ_VARS
 
     clean = {k: v for k, v in os.environ.items() if k not in READ_VARS and not k.startswith(("DJANGO_", "ANYMAIL_"))}
-    env = {
+    return {
         **clean,
         "DIGEST_NO_BOOTSTRAP": "1",
         "VAR_DIR": str(tmp_path),
@@ -135,9 +161,13 @@ def test_the_deploy_check_says_in_one_line_which_setting_is_missing(tmp_path: Pa
         "SECRET_KEY": "k" * 20 + "-production-secret-with-enough-entropy-0123456789",
         "SITE_URL": "https://digest.example.org",
         "DATABASE_URL": "postgres://digest:digest@127.0.0.1:5432/digest",
-        "EMAIL_PROVIDER": "postmark",
-        "ANYMAIL_POSTMARK_SERVER_TOKEN": "token",
+        "DJANGO_SETTINGS_MODULE": "digest.settings",
+        **extra,
     }
+
+
+def test_the_deploy_check_says_in_one_line_which_setting_is_missing(tmp_path: Path) -> None:
+    env = production_env(tmp_path, EMAIL_PROVIDER="postmark", ANYMAIL_POSTMARK_SERVER_TOKEN="token")
     result = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "check", "--deploy"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
