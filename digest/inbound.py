@@ -135,7 +135,10 @@ def _remember(**fields: str) -> None:
     # Counted per day in the cache too: the dashboard reads it without a query.
     key = REJECTED_DAY_KEY.format(timezone.localdate())
     cache.add(key, 0, timeout=8 * 86_400)
-    cache.incr(key)
+    try:
+        cache.incr(key)
+    except ValueError:  # expired between the two calls
+        cache.add(key, 1, timeout=8 * 86_400)
 
 
 def rejected_prune(*, now: datetime | None = None) -> int:
