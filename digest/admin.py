@@ -22,7 +22,7 @@ from django_celery_beat.models import PeriodicTask, PeriodicTasks
 from digest import sending, services
 from digest.addresses import normalize_email
 from digest.forms import SingleLineEmailField
-from digest.models import ConsentRecord, Delivery, SentPaper, Subscriber, Suppression
+from digest.models import ConsentRecord, Delivery, RejectedReport, SentPaper, Subscriber, Suppression
 from papers.actions import action_form
 
 # The subscriber page lists this many of the latest deliveries and papers; the rest are a link away.
@@ -423,6 +423,22 @@ class SuppressionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # suppress from the subscriber list, which knows the address
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(RejectedReport)
+class RejectedReportAdmin(admin.ModelAdmin):
+    """Bounces, complaints and unsubscribes that proved nothing (digest/inbound.py): read only."""
+
+    list_display = ["received_at", "source", "kind", "recipient", "reason", "message_id"]
+    list_filter = ["source", "kind"]
+    search_fields = ["recipient", "message_id", "report_id"]
+    list_per_page = 50
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

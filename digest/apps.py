@@ -7,6 +7,7 @@ class DigestConfig(AppConfig):
     verbose_name = "Digest"
 
     def ready(self) -> None:
+        from django.core import checks
         from django.db.models.signals import post_migrate
 
         # Register the tasks in every process, not only in workers (Celery's autodiscovery
@@ -16,6 +17,17 @@ class DigestConfig(AppConfig):
 
         # Runs after every app's permissions exist: "digest" is last in INSTALLED_APPS.
         post_migrate.connect(sync_curator_group, sender=self, dispatch_uid="digest.sync_curator_group")
+        checks.register(webhooks_check)
+
+
+def webhooks_check(app_configs: object = None, **kwargs: object) -> list:
+    """`check` (and `check --deploy`): one line when the provider's webhooks wait for their secret."""
+    from django.core.checks import Warning as CheckWarning
+
+    from digest.webhooks import missing_credential
+
+    missing = missing_credential()
+    return [CheckWarning(missing, id="digest.W001")] if missing else []
 
 
 class ConsoleAdminConfig(admin_apps.AdminConfig):

@@ -2,14 +2,17 @@
 
 Webhooks (digest/webhooks.py) and the bounce mailbox (digest/inbound.py) hand every event
 to :func:`event_record`. It is idempotent (an event is stored once per source and id, and
-a delivery's second event of the same kind, from another source, changes nothing more),
-and an event that names no delivery of ours, or whose recipient is not that delivery's
-subscriber, changes nothing at all.
+a delivery's second event of the same kind, from another source, changes nothing more).
+An event changes a subscriber only when it names the recipient and a delivery of ours to
+that recipient (by the Message-ID recorded for it, or a keyed Message-ID or VERP return
+path that names it), or carries a signed unsubscribe token; anything else changes nothing
+at all. Only a verified VERP return path may leave the recipient out (a bounce may come
+from a forwarding target).
 
 - hard bounce: the address is suppressed at once;
 - complaint: suppressed at once, the reason kept; a complaint suppression is never lifted
   by a new signup, so no email of any kind (not even a confirmation) goes there again;
-- soft bounce: counts toward DIGEST_BOUNCE_LIMIT, like an SMTP 5xx during the send;
+- soft bounce: counts toward DIGEST_BOUNCE_LIMIT, like a policy 5xx during the send;
 - unsubscribe: the subscriber is unsubscribed.
 """
 
@@ -31,6 +34,8 @@ from digest.models import Delivery, DeliveryEvent, Subscriber, Suppression, emai
 logger = logging.getLogger(__name__)
 
 Kind = DeliveryEvent.Kind
+# Deliveries that left: only their mail can bounce or be reported (a stuck one may have left).
+SENT_STATUSES = (Delivery.Status.SENT, Delivery.Status.BOUNCED, Delivery.Status.STUCK)
 Outcome = Literal["applied", "duplicate", "unmatched"]
 
 
@@ -40,8 +45,9 @@ class Event:
     event_id: str  # unique within the source
     kind: str  # a DeliveryEvent.Kind
     message_id: str = ""  # as recorded on Delivery.message_id
-    delivery_id: int | None = None  # from a signed VERP return path
+    delivery_id: int | None = None  # from a signed VERP return path or keyed Message-ID
     recipient: str = ""  # the address the event is about; must be the delivery's subscriber's
+    # (only a VERP return path, which the mailbox has already verified, may go without one)
     token: str = ""  # an unsubscribe token (mailto requests): names the subscriber itself
     detail: str = ""
 
@@ -83,8 +89,8 @@ def from_tracking(tracking: Any, *, esp_name: str) -> Event | None:
         kind = Kind.UNSUBSCRIBE
     else:
         return None
-    if not tracking.message_id:
-        return None
+    if not tracking.message_id or not tracking.recipient:
+        return None  # names no delivery to a recipient: nothing to check it against
     source = esp_name.lower().replace(" ", "_")[:32]
     event_id = (
         tracking.event_id
@@ -113,9 +119,9 @@ def _target(event: Event) -> tuple[Subscriber | None, Delivery | None]:
     delivery = None
     if event.delivery_id is not None:
         delivery = Delivery.objects.select_related("subscriber").filter(pk=event.delivery_id).first()
-    elif event.message_id:
+    elif event.message_id and event.recipient:
         delivery = Delivery.objects.select_related("subscriber").filter(message_id=event.message_id).first()
-    if delivery is None:
+    if delivery is None or delivery.status not in SENT_STATUSES:
         return None, None
     if event.recipient and email_hash(event.recipient) != email_hash(delivery.subscriber.email):
         # A report about someone else's mail quoting our Message-ID: forged or confused.

@@ -284,6 +284,30 @@ class DeliveryEvent(models.Model):
         return f"{self.kind} of {self.subscriber_id} from {self.source}"
 
 
+class RejectedReport(models.Model):
+    """A bounce, complaint or unsubscribe that was not trusted and changed nothing, kept for curators.
+
+    What the bounce mailbox or a provider's webhook brought that named no delivery of ours
+    provably: no valid VERP return path, no keyed Message-ID sent to the recipient it names,
+    no valid unsubscribe token (digest/inbound.py). Kept for 30 days.
+    """
+
+    source = models.CharField(max_length=32, help_text='"imap" or the email provider whose webhook posted it.')
+    report_id = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16, help_text="What the report claimed: hard_bounce, complaint, ...")
+    recipient = models.CharField(max_length=254, blank=True, help_text="The address the report named, if any.")
+    message_id = models.CharField(max_length=255, blank=True, help_text="The Message-ID it quoted, if any.")
+    reason = models.CharField(max_length=200, help_text="Why it changed nothing.")
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["source", "report_id"], name="rejected_once_per_source")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} from {self.source}: {self.reason}"
+
+
 class LikedPaper(models.Model):
     """A paper a subscriber named, imported or voted on: what their reader model is fitted from.
 

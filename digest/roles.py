@@ -35,6 +35,7 @@ CURATOR_PERMISSIONS: dict[str, list[str]] = {
         "view_sentpaper",
         "view_suppression",
         "view_feedback",
+        "view_rejectedreport",  # reports that proved nothing: for a person to look at
     ],
     "django_celery_beat": [
         "view_periodictask",

@@ -382,6 +382,12 @@ def dashboard(*, today: date, now: datetime) -> Dashboard:
             f"{waiting} message(s) in the bounce mailbox need a person: not a bounce, complaint or unsubscribe"
             " this service recognizes, or naming no delivery of ours"
         )
+    rejected = inbound.rejected_recent(today=today)
+    if rejected:
+        problems.append(
+            f"{rejected} bounce, complaint or unsubscribe report(s) this week proved nothing and changed nothing"
+            " (forged, or about mail we did not send): see Rejected reports"
+        )
     return Dashboard(
         today=today,
         problems=problems,

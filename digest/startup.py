@@ -20,3 +20,9 @@ def configured(load: Callable[[], T]) -> T:
     except ImproperlyConfigured as exc:
         print(f"configuration error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(BAD_CONFIGURATION) from None
+
+
+def warn(line: str) -> None:
+    """A setting that leaves part of the service off without stopping it: one line on stderr."""
+    if line:
+        print(f"configuration warning: {line}", file=sys.stderr, flush=True)

@@ -29,7 +29,9 @@ from tests.smtp import DROP, SmtpServer
 
 MONTH = Path(__file__).parent / "fixtures/hf/api/daily_papers_month-2025-11.json"
 TOPIC = "video generation"
-BOUNCE = "550 5.1.1 <{}>: Recipient address rejected: mailbox unavailable"
+# A refusal the reader stays subscribed through (a policy block counts toward the bounce
+# limit); "5.1.1 no such user" would suppress the address at once and end the history there.
+BOUNCE = "554 5.7.1 <{}>: Recipient address rejected: Access denied"
 TRY_LATER = "451 4.3.0 Mailbox busy, try again later"
 
 # Oldest first. "no_list" needs a weekend list (Hugging Face publishes none then), so it

@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import email.message
 import email.policy
+import re
 import smtplib
 import ssl
 import time
@@ -40,7 +41,27 @@ class UnknownOutcome(Exception):
 
 
 class PermanentError(Exception):
-    """SMTP 5xx for this recipient or message: a hard bounce."""
+    """SMTP 5xx for this recipient or message: a hard bounce.
+
+    ``address`` is true when the refusal is a verdict on the recipient's address itself (RFC
+    3463 status 5.1.x such as 5.1.1 "no such user", or 5.2.1 "mailbox disabled"): the address
+    is then suppressed at once, as a later DSN saying so would. Other 5xx (a policy or content
+    block, a message too large) only count toward DIGEST_BOUNCE_LIMIT, and a refusal of our
+    sender is never the recipient's fault."""
+
+    def __init__(self, message: str, *, address: bool = False) -> None:
+        super().__init__(message)
+        self.address = address
+
+
+# RFC 3463 enhanced status codes that say the recipient's address is bad. 5.1.7 and 5.1.8
+# are about the sender's address, that is about us.
+_ADDRESS_STATUS = re.compile(r"^\s*5\.(1\.(?!7\b|8\b)\d{1,3}|2\.1)\b")
+
+
+def address_refused(reply: str) -> bool:
+    """Whether an SMTP 5xx reply's text ("5.1.1 No such user") refuses the address itself."""
+    return bool(_ADDRESS_STATUS.match(reply))
 
 
 class Transport(Protocol):
@@ -93,8 +114,11 @@ class SmtpTransport:
             self._sendmail(smtp, sender, to, data)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = exc.recipients.get(to, (450, b"refused"))
-            self._raise(code, reply)
-        except (smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as exc:
+            self._raise(code, reply, recipient=True)
+        except smtplib.SMTPDataError as exc:
+            # Some servers refuse unknown recipients only after the message (at DATA).
+            self._raise(exc.smtp_code, exc.smtp_error, recipient=True)
+        except smtplib.SMTPSenderRefused as exc:
             self._raise(exc.smtp_code, exc.smtp_error)
         except smtplib.SMTPResponseException as exc:
             self._drop()
@@ -138,7 +162,7 @@ class SmtpTransport:
             self.connection.close()
             self.connection = None
 
-    def _raise(self, code: int, reply: bytes | str) -> NoReturn:
+    def _raise(self, code: int, reply: bytes | str, *, recipient: bool = False) -> NoReturn:
         text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
         message = f"{code} {text}".strip()
         if 500 <= code < 600:
@@ -148,7 +172,7 @@ class SmtpTransport:
                     self.connection.rset()
             except (OSError, smtplib.SMTPException):
                 self._drop()
-            raise PermanentError(message)
+            raise PermanentError(message, address=recipient and address_refused(text))
         raise TemporaryError(message)
 
 

@@ -95,7 +95,7 @@ def send_batch(
                 reasons.set_outcome(delivery, Outcome.RETRYING, reasons.retrying_line(relay_down=True))
                 report.retry += 1
         with timer("record"):
-            record(deliveries, batch.ledger, batch.bounced_ids)
+            record(deliveries, batch.ledger, batch.bounced_ids, refused=batch.refused)
     if report.stuck:
         alert_stuck(
             report.stuck,
@@ -152,6 +152,7 @@ class _Batch:
         self.signer = dkim.signer() if self.mailer.via.dkim else None
         self.ledger: list[SentPaper] = []
         self.bounced_ids: list[int] = []
+        self.refused: list[Delivery] = []  # their address was refused outright (5.1.1): suppressed
         self.consecutive = 0
         self.last_error = ""
         self.suppressed = set(
@@ -219,7 +220,8 @@ class _Batch:
                 text=digest.text,
                 html=digest.html,
                 unsubscribe=tokens.list_unsubscribe(subscriber),
-                message_id=f"<digest.{delivery.pk}.{ed.digest_date:%Y%m%d}@{self.builder.domain}>",
+                # Keyed, so a report quoting it proves it saw this digest (digest/inbound.py).
+                message_id=verp.message_id(delivery.pk, ed.digest_date, self.builder.domain),
                 feedback_id=f"digest-{ed.digest_date:%Y%m%d}",
             )
         if self.signer is not None:
@@ -240,6 +242,8 @@ class _Batch:
             delivery.status, delivery.error = Delivery.Status.BOUNCED, str(exc)[:1000]
             reasons.set_outcome(delivery, Outcome.BOUNCED, reasons.bounced_line(exc))
             self.bounced_ids.append(subscriber.pk)
+            if exc.address:
+                self.refused.append(delivery)
             report.bounced += 1
             self._error(delivery, stop=False)
         except TemporaryError as exc:

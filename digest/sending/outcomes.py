@@ -22,7 +22,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from digest.models import Delivery, SentPaper, Subscriber, Suppression, email_hash
+from digest.models import Delivery, DeliveryEvent, SentPaper, Subscriber, Suppression, email_hash
 from digest.sending import reasons
 from papers.services import alert_curators
 
@@ -65,8 +65,13 @@ def ledger_rows(delivery: Delivery, paper_ids: Sequence[int]) -> Iterator[SentPa
         )
 
 
-def record(done: Sequence[Delivery], ledger: list[SentPaper], bounced_ids: list[int]) -> None:
+def record(
+    done: Sequence[Delivery], ledger: list[SentPaper], bounced_ids: list[int], *, refused: Sequence[Delivery] = ()
+) -> None:
     """Write a batch's outcomes: a fixed number of queries whatever the batch's size.
+
+    ``refused`` are the deliveries whose address the receiving server refused outright
+    (5.1.1 "no such user"): those addresses are suppressed at once as hard bounces.
 
     A dropped database connection is retried on a fresh one: the messages have left,
     and a row left "sending" would be reported stuck.
@@ -80,6 +85,8 @@ def record(done: Sequence[Delivery], ledger: list[SentPaper], bounced_ids: list[
                     SentPaper.objects.bulk_create(ledger, ignore_conflicts=True)
                 if bounced_ids:
                     _note_bounces(bounced_ids)
+                if refused:
+                    _suppress_refused(refused)
             return
         except (OperationalError, InterfaceError):
             if attempt == 2:
@@ -150,13 +157,51 @@ def _note_bounces(subscriber_ids: list[int]) -> None:
     logger.warning("suppressed %s addresses after repeated hard bounces", len(over))
 
 
+def _suppress_refused(refused: Sequence[Delivery]) -> None:
+    """What a later hard-bounce DSN does (digest/events.py), for addresses refused during the send:
+    a hard-bounce event in the subscriber's record, a bounce suppression, the subscriber
+    unsubscribed and their queued digests skipped. The event names no delivery: the
+    dashboard already counts a bounced row that never left as a hard bounce."""
+    DeliveryEvent.objects.bulk_create(
+        [
+            DeliveryEvent(
+                source="smtp",
+                event_id=f"refused:{d.pk}",
+                kind=DeliveryEvent.Kind.HARD_BOUNCE,
+                subscriber_id=d.subscriber_id,
+                detail=d.error[:500],
+            )
+            for d in refused
+        ],
+        ignore_conflicts=True,
+    )
+    Suppression.objects.bulk_create(
+        [Suppression(email_hash=email_hash(d.subscriber.email), reason=Suppression.Reason.BOUNCED) for d in refused],
+        ignore_conflicts=True,
+    )
+    ids = [d.subscriber_id for d in refused]
+    now = timezone.now()
+    Subscriber.objects.filter(pk__in=ids).exclude(status=Subscriber.Status.UNSUBSCRIBED).update(
+        status=Subscriber.Status.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now
+    )
+    Delivery.objects.filter(
+        subscriber_id__in=ids, status__in=[Delivery.Status.PENDING, Delivery.Status.WAITING]
+    ).update(
+        status=Delivery.Status.SKIPPED,
+        error="address suppressed: refused by its mail server",
+        outcome=Delivery.Outcome.SUPPRESSED,
+        outcome_line=reasons.inactive_line(None, suppressed=True)[1],
+    )
+    logger.warning("suppressed %s addresses their mail servers refused as unknown", len(refused))
+
+
 def alert_stuck(count: int, *, why: str) -> None:
     """Tell curators that ``count`` digests may or may not have left, and what to do."""
     alert_curators(
         subject=f"{count} digests stuck",
         body=(
             f"{why} They may have been delivered, so they are not resent automatically. Check the SMTP"
-            " relay's log for their Message-IDs (<digest.<delivery id>.<date>@...>) and retry them from"
+            " relay's log for their Message-IDs (<digest.<delivery id>.<key>.<date>@...>) and retry them from"
             " the console's Deliveries page if they never left."
         ),
     )

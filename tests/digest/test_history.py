@@ -39,8 +39,8 @@ LINES = {
     "paused": r"^Paused by you$",
     "unsubscribed": r"^Not sent: you had unsubscribed$",
     "bounced": (
-        r"^Your mail server refused it \(550 5\.1\.1 <ada@example\.org>: "
-        r"Recipient address rejected: mailbox unavailable\) — check your address$"
+        r"^Your mail server refused it \(554 5\.7\.1 <ada@example\.org>: "
+        r"Recipient address rejected: Access denied\) — check your address$"
     ),
     "failed": FAILED,
     "stuck": FAILED,

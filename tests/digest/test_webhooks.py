@@ -8,9 +8,10 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 
 from digest.models import Delivery, DeliveryEvent, Subscriber, Suppression, email_hash
+from tests import sns
 from tests.factories import SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -24,10 +25,13 @@ SES_ID = "EXAMPLE7c191be45-e9aedb9a-02f9-4d12-a87d-dd0099a07f8a-000000"
 
 @pytest.fixture(autouse=True)
 def webhook_secret(settings):
+    # The webhooks answer only for the configured provider, and only with its secret set.
+    settings.EMAIL_PROVIDER = "postmark"
     settings.ANYMAIL = {"WEBHOOK_SECRET": AUTH}
+    sns.trust()
 
 
-def post(provider: str, sample: str, *, auth: str = AUTH, client: Client | None = None):
+def post(provider: str, sample: str, *, auth: str = AUTH, client: Client | None = None, signed: bool = True):
     body = (SAMPLES / sample).read_text()
     headers = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
     if provider == "amazon_ses":  # the headers SNS sends with every HTTP(S) notification
@@ -35,9 +39,12 @@ def post(provider: str, sample: str, *, auth: str = AUTH, client: Client | None 
         headers["HTTP_X_AMZ_SNS_MESSAGE_TYPE"] = envelope["Type"]
         headers["HTTP_X_AMZ_SNS_MESSAGE_ID"] = envelope["MessageId"]
         headers["HTTP_X_AMZ_SNS_TOPIC_ARN"] = envelope["TopicArn"]
-    return (client or Client()).post(
-        f"/webhooks/{provider}/tracking/", body, content_type="application/json", **headers
-    )
+        if signed:  # as Amazon SNS signs it (the documented samples carry placeholder signatures)
+            body = json.dumps(sns.sign(envelope))
+    with override_settings(EMAIL_PROVIDER=provider):
+        return (client or Client()).post(
+            f"/webhooks/{provider}/tracking/", body, content_type="application/json", **headers
+        )
 
 
 def sent_to(address: str, message_id: str) -> Delivery:
