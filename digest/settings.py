@@ -392,6 +392,10 @@ else:
 SIGNUP_PER_IP_PER_HOUR = envint("SIGNUP_PER_IP_PER_HOUR", "20", minimum=1)
 # Live preview requests one IP address may make per minute (each one is a query).
 PREVIEW_PER_IP_PER_MINUTE = envint("PREVIEW_PER_IP_PER_MINUTE", "120", minimum=1)
+# Addresses whose domain has no dot or is a special-use name (a@localhost, a@mail,
+# a@example.test) are refused at signup; a test install whose mail stays on one machine
+# may allow them (digest/addresses.py).
+ALLOW_LOCAL_EMAIL_DOMAINS = envbool("ALLOW_LOCAL_EMAIL_DOMAINS", "false")
 
 # --- web --------------------------------------------------------------------
 STATIC_URL = "static/"
