@@ -116,6 +116,12 @@ def test_a_day_without_a_list_says_so_and_unknown_days_are_404(client: Client):
         assert client.get(f"/day/{day}").status_code == 404
 
 
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "9999-12-30"])
+def test_it_answers_404_for_a_day_at_the_ends_of_the_calendar(client: Client, day: str):
+    """/day/9999-12-31 was a 500: the pins of the day after overflowed the calendar."""
+    assert client.get(f"/day/{day}").status_code == 404
+
+
 # --------------------------------------------------------------------------- choices
 
 
