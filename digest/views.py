@@ -11,7 +11,7 @@ from django.utils.cache import get_conditional_response
 from django.utils.http import http_date
 from django.views.decorators.cache import cache_page, never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
 from digest import selectors, sending, services
 from digest.forms import (
@@ -354,11 +354,12 @@ def day(request: HttpRequest, day: str) -> HttpResponse:
     return render(request, "digest/day.html", {"listing": found})
 
 
-@require_GET
+@require_safe
 @signed_link("feed")
 def feed(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]) -> HttpResponse:
     """The personal Atom feed. Readers poll it every few minutes, so a conditional GET
-    that matches answers 304 after two queries; a full answer costs three."""
+    that matches answers 304 after two queries; a full answer costs three. HEAD (feed
+    checkers, some readers) answers as GET does, headers and all, without the body."""
     rows = sending.feed_rows(subscriber)
     version = sending.feed_version(subscriber, rows)
     # Whole seconds, as the Last-Modified header carries them.
@@ -379,4 +380,7 @@ def feed(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dic
     # Private: the feed is personal; readers revalidate with the ETag.
     response["Cache-Control"] = "private, max-age=300"
     response["X-Robots-Tag"] = "noindex"
+    if request.method == "HEAD":
+        response["Content-Length"] = str(len(body))
+        response.content = b""
     return response

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -257,6 +258,24 @@ def feed_entries(rows: list[dict[str, Any]]) -> list[FeedEntry]:
 
 
 XHTML = "http://www.w3.org/1999/xhtml"
+# XML 1.0 section 2.2: Char ::= #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF].
+# Anything else (C0 controls, lone surrogates, U+FFFE, U+FFFF) makes the whole document
+# unreadable to a feed reader, so it is dropped wherever it came from.
+XML_FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_chars(value: str) -> str:
+    return XML_FORBIDDEN.sub("", value)
+
+
+class _XmlCharsOnly(feedgenerator.SimplerXMLGenerator):
+    """Writes only characters XML 1.0 allows, in text and in attribute values."""
+
+    def characters(self, content: str) -> None:
+        super().characters(xml_chars(content) if content else content)
+
+    def startElement(self, name: str, attrs: dict[str, str]) -> None:
+        super().startElement(name, {key: xml_chars(value) for key, value in attrs.items()})
 
 
 class _AtomFeed(feedgenerator.Atom1Feed):
@@ -269,7 +288,7 @@ class _AtomFeed(feedgenerator.Atom1Feed):
         self.stylesheet = stylesheet
 
     def write(self, outfile: Any, encoding: str) -> None:
-        handler = feedgenerator.SimplerXMLGenerator(outfile, encoding, short_empty_elements=True)
+        handler = _XmlCharsOnly(outfile, encoding, short_empty_elements=True)
         handler.startDocument()
         handler.processingInstruction("xml-stylesheet", f'type="text/css" href="{self.stylesheet}"')
         handler.startElement("feed", self.root_attributes())
