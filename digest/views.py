@@ -26,10 +26,11 @@ from digest.forms import (
     SignupForm,
     has_control_characters,
     phrase_text_problem,
+    refuse_unreadable,
     split_phrases,
     time_zone_options,
 )
-from digest.http import client_ip
+from digest.http import client_ip, form_data
 from digest.models import Subscriber
 from digest.tokens import BadToken, feed_url, make_token, read_feedback_token, read_token
 
@@ -79,21 +80,25 @@ def _signup_page(request: HttpRequest, form: SignupForm, *, status: int = 200, *
 def home(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return _signup_page(request, SignupForm())
-    if request.POST.get("action") == "preview":
+    data, readable = form_data(request)
+    if data.get("action") == "preview":
         # The no-JavaScript preview: show the page again with what was typed, unjudged.
         if _preview_limited(request):
             return render(request, "digest/slow_down.html", status=429)
-        typed = {name: request.POST.get(name, "") for name in SignupForm.base_fields if name != "website"}
-        preview = _preview(request.POST)
+        typed = {name: data.get(name, "") for name in SignupForm.base_fields if name != "website"}
+        preview = _preview(data)
         status = 400 if preview.get("preview_errors") else 200
         return _signup_page(request, SignupForm(initial=typed), status=status, **preview)
     ip = client_ip(request)
     if services.rate_limit_hit(f"signup-ip:{ip}", limit=settings.SIGNUP_PER_IP_PER_HOUR, window=3600):
         return render(request, "digest/slow_down.html", status=429)
-    form = SignupForm(request.POST)
+    form = SignupForm(data)
     if form.is_spam():
         return redirect("subscribed")  # a bot learns nothing; nothing is stored
-    if not form.is_valid():
+    valid = form.is_valid()
+    if not readable:
+        refuse_unreadable(form)
+    if not valid or not readable:
         return _signup_page(request, form, status=400)
     services.subscriber_subscribe(
         email=form.cleaned_data["email"],
@@ -189,7 +194,8 @@ def manage(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: d
     form = PreferencesForm(initial=_preferences_of(subscriber))
     status = 200
     if request.method == "POST":
-        action = request.POST.get("action", "save")
+        data, readable = form_data(request)
+        action = data.get("action", "save")
         if action == "pause":
             services.subscriber_pause(subscriber=subscriber)
             return redirect(f"{request.path}?done=paused")
@@ -202,8 +208,11 @@ def manage(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: d
         if action == "reset-feed":
             services.subscriber_reset_feed(subscriber=subscriber)
             return redirect(f"{request.path}?done=feed-reset#feed")
-        form = PreferencesForm(request.POST)
-        if form.is_valid():
+        form = PreferencesForm(data)
+        valid = form.is_valid()
+        if not readable:
+            refuse_unreadable(form)
+        elif valid:
             services.subscriber_update(subscriber=subscriber, preferences=form.preferences())
             return redirect(f"{request.path}?done=saved")
         status = 400
