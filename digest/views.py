@@ -65,8 +65,12 @@ def _preview(data: QueryDict) -> dict[str, Any]:
 
 
 def _signup_page(request: HttpRequest, form: SignupForm, *, status: int = 200, **extra: Any) -> HttpResponse:
+    # The template caches the empty form's fields for everyone; a page showing anything a
+    # person typed or was told (a bound form, typed initial values, a preview) renders its own.
+    untouched = not form.is_bound and not form.initial and not extra.get("preview_asked")
     context = {
         "form": form,
+        "empty_form": SignupForm() if untouched else None,
         "suggestions": selectors.topic_suggestions(),
         "time_zone_options": time_zone_options(),
         "preview_items": [],
