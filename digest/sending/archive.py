@@ -23,8 +23,8 @@ from django.utils import feedgenerator, timezone
 from digest import tokens
 from digest.models import Delivery, Subscriber
 from digest.ranking import RankedItem
-from digest.rendering import Card, DayRenderer, reason_line
-from digest.sending.editions import is_weekly_day, papers_days, reader_for
+from digest.rendering import Card, DayRenderer, reason_line, web_copy_reader
+from digest.sending.editions import is_weekly_day, papers_days
 from digest.sending.reasons import PAUSED_LINE, UNSUBSCRIBED_LINE, zone
 from papers.models import Paper
 
@@ -180,8 +180,9 @@ def sent_digest_html(*, subscriber: Subscriber, day: date) -> str:
     weekly = subscriber.frequency == Subscriber.Frequency.WEEKLY
     shown = [papers[e["arxiv_id"]] for e in entries if e["arxiv_id"] in papers]
     renderer = DayRenderer(day=day, papers=shown, weekly=weekly)
-    reader = reader_for(subscriber, day, note=delivery.outcome == Outcome.NOTE)
-    return renderer.render(reader, picks).html
+    note = delivery.outcome == Outcome.NOTE
+    reader = web_copy_reader(topics=() if note else subscriber.topics or (), frequency=subscriber.frequency)
+    return renderer.web_copy(reader, picks)
 
 
 # --------------------------------------------------------------------------- the Atom feed
