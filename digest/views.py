@@ -155,6 +155,10 @@ def signed_link(purpose: str) -> Callable[[Callable[..., HttpResponse]], Callabl
     return decorate
 
 
+# A subscription a used confirmation link may have a preferences link mailed for.
+LIVE_STATUSES = (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED)
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
 @signed_link("confirm")
@@ -173,7 +177,30 @@ def confirm(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: 
         "outcome": outcome,
         "choices": choices,
         "frequency_label": Subscriber.Frequency(choices["frequency"]).label,
-        "manage_path": _manage_path(subscriber),
+        "token": token,
+        "live": subscriber.status in LIVE_STATUSES,
+        # Opened again later, a used link may be in anyone's hands: no link to the preferences then.
+        "manage_path": _manage_path(subscriber) if outcome == "confirmed" else "",
+    }
+    return render(request, "digest/confirm.html", context)
+
+
+@never_cache
+@require_POST
+@signed_link("confirm")
+def confirm_manage_link(
+    request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]
+) -> HttpResponse:
+    """From a used confirmation link: mail the address a link to its preferences. The page
+    links nothing personal itself, since a confirmation email can be forwarded or shared."""
+    live = subscriber.status in LIVE_STATUSES
+    context = {
+        "subscriber": subscriber,
+        "outcome": "already",
+        "token": token,
+        "live": live,
+        "link": services.manage_link_request(subscriber=subscriber) if live else None,
+        "mails_per_day": services.MAILS_PER_ADDRESS_PER_DAY,
     }
     return render(request, "digest/confirm.html", context)
 
