@@ -40,6 +40,11 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         ("TIME_ZONE", "Mars/Olympus", "TIME_ZONE must be an IANA time zone"),
         ("SCRAPE_DAILY_HOURS", "6,25", "SCRAPE_DAILY_HOURS must be comma-separated hours 0-23"),
         ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.local", "TRUSTED_PROXIES must be IP addresses or CIDR ranges"),
+        ("HF_TIMEOUT", "nan", "HF_TIMEOUT must be a finite number, got 'nan'"),
+        ("DIGEST_SEND_RATE", "inf", "DIGEST_SEND_RATE must be a finite number, got 'inf'"),
+        ("DKIM_SELECTOR", 'bad"sel', "DKIM_SELECTOR must be a DNS name of letters, digits, hyphens and dots"),
+        ("DKIM_DOMAIN", "example.org; x=y", "DKIM_DOMAIN must be a DNS name of letters, digits, hyphens and dots"),
+        ("ALLOW_LOCAL_EMAIL_DOMAINS", "sometimes", "ALLOW_LOCAL_EMAIL_DOMAINS must be true or false"),
     ],
 )
 def test_it_refuses_a_bad_value_with_one_line_naming_the_variable(variable: str, value: str, message: str) -> None:
