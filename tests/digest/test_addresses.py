@@ -180,3 +180,16 @@ def test_it_gives_a_field_error_for_a_signup_at_localhost(signup: Callable) -> N
     assert response.status_code == 400
     assert "Enter a valid email address." in response.content.decode()
     assert not Subscriber.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_answers_a_quoted_signup_of_an_active_subscriber_with_a_manage_link_not_a_confirmation(
+    signup: Callable,
+) -> None:
+    SubscriberFactory(email="sup@example.org", topics=["agents"])
+    signup(email='"s\\up"@example.org', topics="cooking")
+    [subscriber] = Subscriber.objects.all()
+    assert (subscriber.email, subscriber.topics) == ("sup@example.org", ["agents"])
+    [message] = mail.outbox
+    assert message.to == ["sup@example.org"]
+    assert message.subject == "Your Paper Digest subscription"
