@@ -193,13 +193,14 @@ def confirm_manage_link(
 ) -> HttpResponse:
     """From a used confirmation link: mail the address a link to its preferences. The page
     links nothing personal itself, since a confirmation email can be forwarded or shared."""
-    live = subscriber.status in LIVE_STATUSES
+    if subscriber.status not in LIVE_STATUSES:
+        return redirect("confirm", token=token)  # pending or unsubscribed: that page says what to do
     context = {
         "subscriber": subscriber,
         "outcome": "already",
         "token": token,
-        "live": live,
-        "link": services.manage_link_request(subscriber=subscriber) if live else None,
+        "live": True,
+        "link": services.manage_link_request(subscriber=subscriber),
         "mails_per_day": services.MAILS_PER_ADDRESS_PER_DAY,
     }
     return render(request, "digest/confirm.html", context)
