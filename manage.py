@@ -63,7 +63,7 @@ def main() -> None:
         from django.db.utils import OperationalError
     except ImportError:
         sys.exit("manage.py: Django is not installed; run `python3 manage.py up` once to set up .venv/")
-    from digest.startup import configured
+    from digest.startup import configured, database_error
 
     configured(lambda: settings.INSTALLED_APPS)  # a bad variable: one line, not a traceback
     try:
@@ -75,7 +75,7 @@ def main() -> None:
             connection.close()
             connection.ensure_connection()
         except OperationalError:
-            sys.exit(f"database error: {str(exc).strip().splitlines()[0]}")
+            sys.exit(database_error(exc))
         raise
 
 

@@ -6,6 +6,8 @@ from the admin; a disabled entry stays disabled across restarts.
 """
 
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 from celery import Celery, bootsteps
@@ -14,12 +16,18 @@ from celery.signals import beat_init
 from django.conf import settings
 
 from digest import heartbeats
-from digest.startup import configured
+from digest.startup import configured, database_reachable
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digest.settings")
 # Celery reads the settings lazily, deep inside its command line's option parsing, where a
 # bad one would end in a long traceback: read them now, so it ends in one line instead.
 configured(lambda: settings.INSTALLED_APPS)
+# Beat's DatabaseScheduler reads its schedule from the database before the first tick; an
+# unreachable one ends there in one line too, not in a traceback per retry. (The worker
+# needs the database only per task, so it starts and retries those.)
+_command = Path(sys.argv[0]).name if sys.argv else ""
+if _command in ("celery", "__main__.py") and {"beat", "-B", "--beat"} & set(sys.argv[1:]):
+    database_reachable()
 
 app = Celery("digest")
 app.config_from_object("django.conf:settings", namespace="CELERY")

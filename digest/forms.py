@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
@@ -30,6 +30,7 @@ MIN_PAPERS, MAX_PAPERS, DEFAULT_PAPERS = 3, 30, 10
 MAX_LIST_INPUT = MAX_PHRASES * (MAX_PHRASE_LENGTH + 2)
 
 LINE_BREAK_ERROR = "Line breaks and control characters are not allowed here."
+UNREADABLE_TEXT = "This is not valid UTF-8 text (some bytes could not be read); please type it again."
 
 
 # Unicode's control characters (category Cc: CR, LF, NUL, U+0085 ...) plus U+2028/U+2029,
@@ -47,15 +48,24 @@ def phrase_text_problem(value: str) -> str | None:
     Django decodes bytes that are not UTF-8 as U+FFFD, so that character is how invalid
     UTF-8 shows here. Format characters (category Cf: bidi overrides, zero-width spaces
     and joiners, byte order marks) are invisible and can make one topic look like
-    another in the console.
+    another in the console. Noncharacters, private-use and unassigned code points
+    (Cn, Co; Cs for lone surrogates) stand for no text at all.
     """
     if "\ufffd" in value:
-        return "This is not valid UTF-8 text (some bytes could not be read); please type it again."
+        return UNREADABLE_TEXT
     if value.isprintable():  # the usual case, in C; Cf characters are not printable
         return None
     for character in value:
-        if unicodedata.category(character) == "Cf":
+        category = unicodedata.category(character)
+        if category == "Cf":
             return f"Invisible formatting characters (here U+{ord(character):04X}) are not allowed; please retype it."
+        if category in ("Cn", "Co", "Cs"):
+            # Unassigned code points (noncharacters such as U+FFFF among them), private use
+            # and lone surrogates: no text means anything by them, and some break XML.
+            return (
+                f"U+{ord(character):04X} is not a character any text uses (unassigned or private use);"
+                " please retype it."
+            )
     return None
 
 
@@ -251,6 +261,16 @@ class PreferencesForm(forms.Form):
     def preferences(self) -> dict[str, Any]:
         """The cleaned values as Subscriber field names."""
         return {name: self.cleaned_data[name] for name in PreferencesForm.base_fields}
+
+
+def refuse_unreadable(form: forms.Form) -> None:
+    """A body that was not UTF-8 (digest.http.form_data): each field holding bytes that
+    could not be read says so, or the form does when they were in no field it reads.
+    Call after ``is_valid()``; the form is invalid afterwards."""
+    names = [name for name in form.fields if "\ufffd" in str(form.data.get(name, ""))]
+    for name in names or [None]:
+        if UNREADABLE_TEXT not in list(form.errors.get(name or NON_FIELD_ERRORS, [])):
+            form.add_error(name, ValidationError(UNREADABLE_TEXT, code="bad_text"))
 
 
 class SignupForm(PreferencesForm):

@@ -3,7 +3,7 @@
 import ipaddress
 
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, QueryDict
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -39,3 +39,18 @@ def client_ip(request: HttpRequest) -> str | None:
             return str(address)
         nearest = address
     return str(nearest)
+
+
+def form_data(request: HttpRequest) -> tuple[QueryDict, bool]:
+    """The POSTed form, and whether its body was valid UTF-8.
+
+    For a urlencoded body that is not UTF-8, Django reads the whole body as Latin-1, so
+    every field turns into mojibake ("genÿþeration", "ZoÃ«") that looks valid. Here such a
+    body is read as UTF-8 with U+FFFD for the bytes that are not, and the caller refuses it.
+    """
+    if request.content_type == "application/x-www-form-urlencoded":
+        try:
+            request.body.decode("utf-8")
+        except UnicodeDecodeError:
+            return QueryDict(request.body.decode("utf-8", errors="replace"), encoding="utf-8"), False
+    return request.POST, True

@@ -273,15 +273,24 @@ def render_subject(*, day: date, top: Card, more: int) -> str:
 
 
 def render_full(
-    *, day: date, weekly: bool, cards: Sequence[Card], reasons: Sequence[str], reader: Reader
+    *,
+    day: date,
+    weekly: bool,
+    cards: Sequence[Card],
+    reasons: Sequence[str],
+    reader: Reader,
+    web_copy: bool = False,
 ) -> tuple[str, str]:
-    """The whole email (text, HTML before inlining) rendered by the templates in one go."""
+    """The whole email (text, HTML before inlining) rendered by the templates in one go;
+    ``web_copy``: the HTML for the browser, without the reader's links (see DayRenderer.web_copy)."""
     values = reader_values(reader, count=len(cards), weekly=weekly)
     card_contexts = [
         _card_context(c, reason_line(r), *reader.feedback_links.urls(c.arxiv_id))
         for c, r in zip(cards, reasons, strict=True)
     ]
     context = _context(day=day, weekly=weekly, cards=card_contexts, values=values, markers=False)
+    if web_copy:
+        context.update(web_copy=True, site_url=settings.SITE_URL)
     text = get_template("emails/digest.txt").render(context)
     html = get_template("emails/digest.html").render(context)
     return text, html
@@ -377,6 +386,24 @@ class DayRenderer:
             kept.append(pick)
         return kept
 
+    def web_copy(self, reader: Reader, picks: Sequence[Pickish]) -> str:
+        """The digest's HTML for the browser ("Read it in your browser"): the cards the
+        email carried with their reasons, and no link that acts for the reader (preferences,
+        unsubscribe, more / less like this) nor their address, since that link travels with
+        every forwarded copy of the email. ``reader``: see web_copy_reader."""
+        picks = self.fit(picks)
+        if not picks:
+            raise ValueError("a digest needs at least one paper")
+        _, html = render_full(
+            day=self.day,
+            weekly=self.weekly,
+            cards=[self.cards[p.paper_id] for p in picks],
+            reasons=[p.reason for p in picks],
+            reader=reader,
+            web_copy=True,
+        )
+        return inline_css(html)
+
     def subject(self, top: Card, count: int) -> str:
         key = (top.paper_id, count)
         subject = self._subjects.get(key)
@@ -419,6 +446,24 @@ class DayRenderer:
             paper_ids=tuple(p.paper_id for p in picks),
             unsubscribe_url=reader.unsubscribe_url,
         )
+
+
+class _NoFeedbackLinks:
+    def urls(self, arxiv_id: str) -> tuple[str, str]:
+        return "", ""
+
+
+def web_copy_reader(*, topics: Sequence[str], frequency: str) -> Reader:
+    """A reader for the web copy: what shapes the digest's text, and no address or links."""
+    return Reader(
+        email="",
+        topics=tuple(topics),
+        frequency=frequency,
+        webview_url="",
+        manage_url="",
+        unsubscribe_url="",
+        feedback_links=_NoFeedbackLinks(),
+    )
 
 
 class NaiveRenderer(DayRenderer):

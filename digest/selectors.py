@@ -428,6 +428,8 @@ def day_page(*, day: date, page: int) -> DayPage | None:
     """The list of ``day``, ``DAY_PAGE_SIZE`` papers a page; None when the service never
     scraped that day. Pins are those of the digest that carries this list (dated the
     day after). Four queries, no subscriber data."""
+    if day >= date.max:
+        return None  # no digest can be dated the day after, so no list of it can exist
     visible = Paper.objects.filter(hidden=False, withdrawn_at__isnull=True)
     listed = visible.filter(featured_on=day)
     scraped = ScrapeRun.objects.filter(

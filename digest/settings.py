@@ -13,7 +13,9 @@ through digest/startup.py).
 import calendar
 import ipaddress
 import json
+import math
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -54,6 +56,8 @@ def envfloat(name: str, default: str, *, minimum: float = 0.0) -> float:
         value = float(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):  # float() reads "nan" and "inf", which no limit or timeout means
+        raise ImproperlyConfigured(f"{name} must be a finite number, got {raw!r}")
     if value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
     return value
@@ -76,6 +80,19 @@ def envhours(name: str, default: str) -> list[int]:
     if not hours or hours[0] < 0 or hours[-1] > 23:
         raise ImproperlyConfigured(f"{name} must be comma-separated hours 0-23, got {raw!r}")
     return hours
+
+
+# RFC 6376 3.1: a selector is a sub-domain, dot-separated labels of letters, digits and
+# inner hyphens; it goes into the DKIM-Signature header and a DNS name as it is.
+DNS_NAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
+
+
+def envdnsname(name: str, default: str = "") -> str:
+    """A DNS name (or empty): letters, digits, hyphens and dots, as DKIM's selector and domain are."""
+    value = env(name, default)
+    if value and (len(value) > 253 or not DNS_NAME.match(value)):
+        raise ImproperlyConfigured(f"{name} must be a DNS name of letters, digits, hyphens and dots, got {value!r}")
+    return value
 
 
 def envaddresses(name: str, default: str = "") -> list[tuple[str, str]]:
@@ -337,8 +354,8 @@ DIGEST_STUCK_AFTER = envint("DIGEST_STUCK_AFTER", str(CELERY_TASK_TIME_LIMIT + 3
 DIGEST_ARCHIVE_DAYS = envint("DIGEST_ARCHIVE_DAYS", "90", minimum=30, maximum=3650)
 
 # --- DKIM (digest/mail/dkim.py): every message sent over SMTP is signed when these are set
-DKIM_SELECTOR = env("DKIM_SELECTOR")
-DKIM_DOMAIN = env("DKIM_DOMAIN").lower()
+DKIM_SELECTOR = envdnsname("DKIM_SELECTOR")
+DKIM_DOMAIN = envdnsname("DKIM_DOMAIN").lower()
 # The PEM text itself (an env file may write its line breaks as \n), or a file holding it.
 DKIM_PRIVATE_KEY = env("DKIM_PRIVATE_KEY").replace("\\n", "\n")
 DKIM_PRIVATE_KEY_FILE = env("DKIM_PRIVATE_KEY_FILE")
@@ -406,6 +423,10 @@ else:
 SIGNUP_PER_IP_PER_HOUR = envint("SIGNUP_PER_IP_PER_HOUR", "20", minimum=1)
 # Live preview requests one IP address may make per minute (each one is a query).
 PREVIEW_PER_IP_PER_MINUTE = envint("PREVIEW_PER_IP_PER_MINUTE", "120", minimum=1)
+# Addresses whose domain has no dot or is a special-use name (a@localhost, a@mail,
+# a@example.test) are refused at signup; a test install whose mail stays on one machine
+# may allow them (digest/addresses.py).
+ALLOW_LOCAL_EMAIL_DOMAINS = envbool("ALLOW_LOCAL_EMAIL_DOMAINS", "false")
 
 # --- web --------------------------------------------------------------------
 STATIC_URL = "static/"

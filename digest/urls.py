@@ -10,6 +10,7 @@ urlpatterns = [
     path("subscribed", views.subscribed, name="subscribed"),
     path("preview", views.preview, name="preview"),
     path(f"{PATHS['confirm']}<str:token>", views.confirm, name="confirm"),
+    path(f"{PATHS['confirm']}<str:token>/manage-link", views.confirm_manage_link, name="confirm-manage-link"),
     path(f"{PATHS['manage']}<str:token>", views.manage, name="manage"),
     path(f"{PATHS['manage']}<str:token>/data.json", views.my_data, name="my-data"),
     path(f"{PATHS['manage']}<str:token>/delete", views.delete, name="delete"),

@@ -11,7 +11,7 @@ from django.utils.cache import get_conditional_response
 from django.utils.http import http_date
 from django.views.decorators.cache import cache_page, never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
 from digest import selectors, sending, services
 from digest.forms import (
@@ -26,10 +26,11 @@ from digest.forms import (
     SignupForm,
     has_control_characters,
     phrase_text_problem,
+    refuse_unreadable,
     split_phrases,
     time_zone_options,
 )
-from digest.http import client_ip
+from digest.http import client_ip, form_data
 from digest.models import Subscriber
 from digest.tokens import BadToken, feed_url, make_token, read_feedback_token, read_token
 
@@ -64,8 +65,12 @@ def _preview(data: QueryDict) -> dict[str, Any]:
 
 
 def _signup_page(request: HttpRequest, form: SignupForm, *, status: int = 200, **extra: Any) -> HttpResponse:
+    # The template caches the empty form's fields for everyone; a page showing anything a
+    # person typed or was told (a bound form, typed initial values, a preview) renders its own.
+    untouched = not form.is_bound and not form.initial and not extra.get("preview_asked")
     context = {
         "form": form,
+        "empty_form": SignupForm() if untouched else None,
         "suggestions": selectors.topic_suggestions(),
         "time_zone_options": time_zone_options(),
         "preview_items": [],
@@ -79,21 +84,25 @@ def _signup_page(request: HttpRequest, form: SignupForm, *, status: int = 200, *
 def home(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return _signup_page(request, SignupForm())
-    if request.POST.get("action") == "preview":
+    data, readable = form_data(request)
+    if data.get("action") == "preview":
         # The no-JavaScript preview: show the page again with what was typed, unjudged.
         if _preview_limited(request):
             return render(request, "digest/slow_down.html", status=429)
-        typed = {name: request.POST.get(name, "") for name in SignupForm.base_fields if name != "website"}
-        preview = _preview(request.POST)
+        typed = {name: data.get(name, "") for name in SignupForm.base_fields if name != "website"}
+        preview = _preview(data)
         status = 400 if preview.get("preview_errors") else 200
         return _signup_page(request, SignupForm(initial=typed), status=status, **preview)
     ip = client_ip(request)
     if services.rate_limit_hit(f"signup-ip:{ip}", limit=settings.SIGNUP_PER_IP_PER_HOUR, window=3600):
         return render(request, "digest/slow_down.html", status=429)
-    form = SignupForm(request.POST)
+    form = SignupForm(data)
     if form.is_spam():
         return redirect("subscribed")  # a bot learns nothing; nothing is stored
-    if not form.is_valid():
+    valid = form.is_valid()
+    if not readable:
+        refuse_unreadable(form)
+    if not valid or not readable:
         return _signup_page(request, form, status=400)
     services.subscriber_subscribe(
         email=form.cleaned_data["email"],
@@ -146,6 +155,10 @@ def signed_link(purpose: str) -> Callable[[Callable[..., HttpResponse]], Callabl
     return decorate
 
 
+# A subscription a used confirmation link may have a preferences link mailed for.
+LIVE_STATUSES = (Subscriber.Status.ACTIVE, Subscriber.Status.PAUSED)
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
 @signed_link("confirm")
@@ -164,7 +177,31 @@ def confirm(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: 
         "outcome": outcome,
         "choices": choices,
         "frequency_label": Subscriber.Frequency(choices["frequency"]).label,
-        "manage_path": _manage_path(subscriber),
+        "token": token,
+        "live": subscriber.status in LIVE_STATUSES,
+        # Opened again later, a used link may be in anyone's hands: no link to the preferences then.
+        "manage_path": _manage_path(subscriber) if outcome == "confirmed" else "",
+    }
+    return render(request, "digest/confirm.html", context)
+
+
+@never_cache
+@require_POST
+@signed_link("confirm")
+def confirm_manage_link(
+    request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]
+) -> HttpResponse:
+    """From a used confirmation link: mail the address a link to its preferences. The page
+    links nothing personal itself, since a confirmation email can be forwarded or shared."""
+    if subscriber.status not in LIVE_STATUSES:
+        return redirect("confirm", token=token)  # pending or unsubscribed: that page says what to do
+    context = {
+        "subscriber": subscriber,
+        "outcome": "already",
+        "token": token,
+        "live": True,
+        "link": services.manage_link_request(subscriber=subscriber),
+        "mails_per_day": services.MAILS_PER_ADDRESS_PER_DAY,
     }
     return render(request, "digest/confirm.html", context)
 
@@ -189,7 +226,8 @@ def manage(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: d
     form = PreferencesForm(initial=_preferences_of(subscriber))
     status = 200
     if request.method == "POST":
-        action = request.POST.get("action", "save")
+        data, readable = form_data(request)
+        action = data.get("action", "save")
         if action == "pause":
             services.subscriber_pause(subscriber=subscriber)
             return redirect(f"{request.path}?done=paused")
@@ -202,8 +240,11 @@ def manage(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: d
         if action == "reset-feed":
             services.subscriber_reset_feed(subscriber=subscriber)
             return redirect(f"{request.path}?done=feed-reset#feed")
-        form = PreferencesForm(request.POST)
-        if form.is_valid():
+        form = PreferencesForm(data)
+        valid = form.is_valid()
+        if not readable:
+            refuse_unreadable(form)
+        elif valid:
             services.subscriber_update(subscriber=subscriber, preferences=form.preferences())
             return redirect(f"{request.path}?done=saved")
         status = 400
@@ -354,11 +395,12 @@ def day(request: HttpRequest, day: str) -> HttpResponse:
     return render(request, "digest/day.html", {"listing": found})
 
 
-@require_GET
+@require_safe
 @signed_link("feed")
 def feed(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]) -> HttpResponse:
     """The personal Atom feed. Readers poll it every few minutes, so a conditional GET
-    that matches answers 304 after two queries; a full answer costs three."""
+    that matches answers 304 after two queries; a full answer costs three. HEAD (feed
+    checkers, some readers) answers as GET does, headers and all, without the body."""
     rows = sending.feed_rows(subscriber)
     version = sending.feed_version(subscriber, rows)
     # Whole seconds, as the Last-Modified header carries them.
@@ -379,4 +421,7 @@ def feed(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dic
     # Private: the feed is personal; readers revalidate with the ETag.
     response["Cache-Control"] = "private, max-age=300"
     response["X-Robots-Tag"] = "noindex"
+    if request.method == "HEAD":
+        response["Content-Length"] = str(len(body))
+        response.content = b""
     return response

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -22,8 +23,8 @@ from django.utils import feedgenerator, timezone
 from digest import tokens
 from digest.models import Delivery, Subscriber
 from digest.ranking import RankedItem
-from digest.rendering import Card, DayRenderer, reason_line
-from digest.sending.editions import is_weekly_day, papers_days, reader_for
+from digest.rendering import Card, DayRenderer, reason_line, web_copy_reader
+from digest.sending.editions import is_weekly_day, papers_days
 from digest.sending.reasons import PAUSED_LINE, UNSUBSCRIBED_LINE, zone
 from papers.models import Paper
 
@@ -179,8 +180,9 @@ def sent_digest_html(*, subscriber: Subscriber, day: date) -> str:
     weekly = subscriber.frequency == Subscriber.Frequency.WEEKLY
     shown = [papers[e["arxiv_id"]] for e in entries if e["arxiv_id"] in papers]
     renderer = DayRenderer(day=day, papers=shown, weekly=weekly)
-    reader = reader_for(subscriber, day, note=delivery.outcome == Outcome.NOTE)
-    return renderer.render(reader, picks).html
+    note = delivery.outcome == Outcome.NOTE
+    reader = web_copy_reader(topics=() if note else subscriber.topics or (), frequency=subscriber.frequency)
+    return renderer.web_copy(reader, picks)
 
 
 # --------------------------------------------------------------------------- the Atom feed
@@ -257,6 +259,24 @@ def feed_entries(rows: list[dict[str, Any]]) -> list[FeedEntry]:
 
 
 XHTML = "http://www.w3.org/1999/xhtml"
+# XML 1.0 section 2.2: Char ::= #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF].
+# Anything else (C0 controls, lone surrogates, U+FFFE, U+FFFF) makes the whole document
+# unreadable to a feed reader, so it is dropped wherever it came from.
+XML_FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_chars(value: str) -> str:
+    return XML_FORBIDDEN.sub("", value)
+
+
+class _XmlCharsOnly(feedgenerator.SimplerXMLGenerator):
+    """Writes only characters XML 1.0 allows, in text and in attribute values."""
+
+    def characters(self, content: str) -> None:
+        super().characters(xml_chars(content) if content else content)
+
+    def startElement(self, name: str, attrs: dict[str, str]) -> None:
+        super().startElement(name, {key: xml_chars(value) for key, value in attrs.items()})
 
 
 class _AtomFeed(feedgenerator.Atom1Feed):
@@ -269,7 +289,7 @@ class _AtomFeed(feedgenerator.Atom1Feed):
         self.stylesheet = stylesheet
 
     def write(self, outfile: Any, encoding: str) -> None:
-        handler = feedgenerator.SimplerXMLGenerator(outfile, encoding, short_empty_elements=True)
+        handler = _XmlCharsOnly(outfile, encoding, short_empty_elements=True)
         handler.startDocument()
         handler.processingInstruction("xml-stylesheet", f'type="text/css" href="{self.stylesheet}"')
         handler.startElement("feed", self.root_attributes())

@@ -100,3 +100,96 @@ def test_it_finds_a_subscriber_for_the_console_preview_under_any_spelling() -> N
     form = PreviewForm({"subscriber": " CAP@\uff45xample.org", "day": "2025-11-07"})
     assert form.is_valid(), form.errors
     assert form.cleaned_data["subscriber"] == subscriber
+
+
+# Issue 18, item 3: RFC 5321 4.1.2 makes a quoted local part the same mailbox as its
+# unquoted form when that form exists; Django's SMTP backend strips the quotes on the
+# envelope, so these spellings reached sup@example.org while being stored as new people.
+QUOTED_SPELLINGS = ['"sup"@example.org', '"s\\up"@example.org', '"\\s\\u\\p"@EXAMPLE.org', ' "SUP"@example.org']
+
+
+@pytest.mark.parametrize("address", QUOTED_SPELLINGS)
+def test_it_unquotes_a_quoted_local_part_that_is_the_same_mailbox(address: str) -> None:
+    assert normalize_email(address) == "sup@example.org"
+    assert checked_email(address) == "sup@example.org"
+    assert email_hash(address) == email_hash("sup@example.org")
+
+
+UNQUOTABLE = ['"a b"@example.org', '"a..b"@example.org', '"a@b"@example.org', '"a."@example.org']
+
+
+@pytest.mark.parametrize("address", UNQUOTABLE)
+def test_it_refuses_a_quoted_local_part_with_no_unquoted_form(address: str) -> None:
+    with pytest.raises(AddressError, match="without them"):
+        checked_email(address)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("reason", [Suppression.Reason.CURATOR, Suppression.Reason.COMPLAINT])
+def test_it_never_mails_a_suppressed_mailbox_under_a_quoted_spelling(signup: Callable, reason: str) -> None:
+    SubscriberFactory(email="sup@example.org", status=Subscriber.Status.UNSUBSCRIBED)
+    Suppression.objects.create(email_hash=email_hash("sup@example.org"), reason=reason)
+    for address in QUOTED_SPELLINGS:
+        assert signup(email=address).status_code == 302
+    assert mail.outbox == []
+    assert list(Subscriber.objects.values_list("email", flat=True)) == ["sup@example.org"]
+
+
+@pytest.mark.django_db
+def test_it_makes_quoted_signups_one_subscriber_with_one_daily_cap(signup: Callable) -> None:
+    """`cap@example.org` got 4 rows and 4 confirmations in 3 s; now one row, and one
+    live confirmation link per signup, within the address's daily cap."""
+    for address in ["cap@example.org", '"cap"@example.org', '"c\\ap"@example.org', '"\\cap"@example.org']:
+        assert signup(email=address).status_code == 302
+    assert list(Subscriber.objects.values_list("email", flat=True)) == ["cap@example.org"]
+    assert len(mail.outbox) == services.MAILS_PER_ADDRESS_PER_DAY
+    assert {m.to[0] for m in mail.outbox} == {"cap@example.org"}
+
+
+@pytest.mark.django_db
+def test_it_gives_a_field_error_for_a_quoted_address_it_cannot_unquote(signup: Callable) -> None:
+    response = signup(email='"cap gun"@example.org')
+    assert response.status_code == 400
+    assert "without them" in response.content.decode()
+    assert not Subscriber.objects.exists()
+    assert mail.outbox == []
+
+
+# Issue 18, item 11: a domain needs a dot (and may not be a special-use name) unless a
+# test install allows local domains.
+LOCAL_ADDRESSES = ["a@localhost", "a@mail", "a@example.test", "a@printer.local", "a@relay.localhost"]
+
+
+@pytest.mark.parametrize("address", LOCAL_ADDRESSES)
+def test_it_refuses_a_local_domain_by_default(address: str) -> None:
+    with pytest.raises(AddressError, match="Enter a valid email address"):
+        checked_email(address)
+
+
+@pytest.mark.parametrize("address", ["a@localhost", "a@mail", "a@example.test"])
+def test_it_accepts_a_local_domain_when_the_setting_allows_it(settings, address: str) -> None:
+    settings.ALLOW_LOCAL_EMAIL_DOMAINS = True
+    assert checked_email(address) == address
+    with pytest.raises(AddressError):
+        checked_email('"a b"@localhost')
+
+
+@pytest.mark.django_db
+def test_it_gives_a_field_error_for_a_signup_at_localhost(signup: Callable) -> None:
+    response = signup(email="a@localhost")
+    assert response.status_code == 400
+    assert "Enter a valid email address." in response.content.decode()
+    assert not Subscriber.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_answers_a_quoted_signup_of_an_active_subscriber_with_a_manage_link_not_a_confirmation(
+    signup: Callable,
+) -> None:
+    SubscriberFactory(email="sup@example.org", topics=["agents"])
+    signup(email='"s\\up"@example.org', topics="cooking")
+    [subscriber] = Subscriber.objects.all()
+    assert (subscriber.email, subscriber.topics) == ("sup@example.org", ["agents"])
+    [message] = mail.outbox
+    assert message.to == ["sup@example.org"]
+    assert message.subject == "Your Paper Digest subscription"

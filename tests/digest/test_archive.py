@@ -116,6 +116,12 @@ def test_a_day_without_a_list_says_so_and_unknown_days_are_404(client: Client):
         assert client.get(f"/day/{day}").status_code == 404
 
 
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "9999-12-30"])
+def test_it_answers_404_for_a_day_at_the_ends_of_the_calendar(client: Client, day: str):
+    """/day/9999-12-31 was a 500: the pins of the day after overflowed the calendar."""
+    assert client.get(f"/day/{day}").status_code == 404
+
+
 # --------------------------------------------------------------------------- choices
 
 
@@ -143,3 +149,32 @@ def test_a_feed_only_subscriber_gets_no_email_but_the_feed_and_ledger(ready_day,
     for item in delivery.papers:
         assert item["arxiv_id"] in body
     assert archive.history(subscriber, today=DIGEST_DAY).days[0].line.startswith("In your feed — ")
+
+
+def test_the_web_view_carries_no_link_that_acts_for_the_reader(ready_day, smtp_server, client):
+    """ "Read it in your browser" travels with every forwarded copy; it re-rendered the
+    email with fresh preferences, unsubscribe and feedback links, so whoever got it could
+    open the reader's data and delete it."""
+    subscriber = SubscriberFactory(email="ada@example.org", topics=["reinforcement learning"])
+    delivery = send_one(subscriber)
+    [received] = smtp_server.to(subscriber.email)
+    sent_html = received.message().get_body(("html",)).get_content()
+    assert "/manage/" in sent_html and "/feedback/" in sent_html  # the email itself keeps them
+
+    page = client.get(path_of(tokens.webview_url(subscriber, day=DIGEST_DAY))).content.decode()
+
+    links = re.findall(r'href="([^"]+)"', page)
+    site = [link for link in links if link.startswith("http://127.0.0.1")]
+    assert site == ["http://127.0.0.1:8000/"]  # only "get your own"
+    for personal in ("/manage/", "/unsubscribe/", "/feedback/", "/view/", "/confirm/", "/feed/"):
+        assert personal not in page
+    assert "ada@example.org" not in page
+    assert "More like this" not in page and "Unsubscribe" not in page
+    titles = re.findall(r'class="title"[^>]*>\s*<a [^>]*>([^<]+)<', page)
+    assert titles == re.findall(r'class="title"[^>]*>\s*<a [^>]*>([^<]+)<', sent_html)
+    assert len(titles) == len(delivery.papers)
+    assert "for your topics: reinforcement learning" in page
+    assert "a forwarded link to this page cannot use them" in page
+    token = path_of(tokens.webview_url(subscriber, day=DIGEST_DAY)).removeprefix("/view/")
+    for door in (f"/manage/{token}", f"/manage/{token}/data.json", f"/manage/{token}/delete", f"/unsubscribe/{token}"):
+        assert client.get(door).status_code == 400

@@ -191,3 +191,32 @@ def test_a_feed_link_does_not_open_the_manage_page(client: Client):
     token = path_of(tokens.feed_url(subscriber)).removeprefix("/feed/").removesuffix(".atom")
     assert client.get(f"/manage/{token}").status_code == 400
     assert client.get(f"/view/{token}").status_code == 400
+
+
+def test_it_answers_head_like_get_without_a_body(made, client: Client):
+    """HEAD was 405; feed checkers and some readers ask it before they GET."""
+    path = path_of(tokens.feed_url(made.subscriber))
+    got = client.get(path)
+    head = client.head(path)
+    assert head.status_code == 200
+    assert head.content == b""
+    for header in ("Content-Type", "ETag", "Last-Modified", "Cache-Control", "Vary"):
+        assert head[header] == got[header]
+    assert head["Content-Length"] == str(len(got.content))
+    assert client.head(path, HTTP_IF_NONE_MATCH=got["ETag"]).status_code == 304
+
+
+def test_it_drops_characters_xml_forbids_so_the_feed_still_parses(made, client: Client):
+    """A reason carrying U+FFFF (from a topic typed before such text was refused) made the
+    whole feed unreadable; control characters made it a 500."""
+    delivery = Delivery.objects.filter(subscriber=made.subscriber, status__in=archive.FEED_STATUSES).latest(
+        "digest_date"
+    )
+    delivery.papers[0]["reason"] = "Matches video gen\uffffer\ufffeation\x0b and\x1f agents"
+    delivery.save(update_fields=["papers"])
+    response = client.get(path_of(tokens.feed_url(made.subscriber)))
+    assert response.status_code == 200
+    assert atom_problems(response.content) == []
+    feed = feedparser.parse(response.content)
+    assert (feed.bozo, feed.version) == (0, "atom10")
+    assert "Matches video generation and agents" in feed.entries[0].summary

@@ -105,3 +105,41 @@ def test_it_unsubscribes_a_merged_mailbox_that_a_curator_suppressed_under_anothe
     [(email, status)] = apps.get_model("digest", "Subscriber").objects.values_list("email", "status")
     assert (email, status) == ("cap@example.org", "unsubscribed")
     assert apps.get_model("digest", "Suppression").objects.filter(email_hash=email_hash("cap@example.org")).exists()
+
+
+BEFORE_QUOTED = [("digest", "0011_rejected_reports")]
+MERGE_QUOTED = [("digest", "0012_quoted_addresses")]
+
+
+@pytest.fixture
+def schema_0011():
+    """The database before 0012; put back to the latest migration afterwards."""
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    yield migrate(BEFORE_QUOTED)
+    migrate(latest)
+
+
+def test_it_merges_rows_stored_under_a_quoted_spelling_and_keeps_their_suppression(schema_0011) -> None:
+    """`"sup"@example.org` was a second subscriber beside sup@example.org, past its
+    complaint suppression; after 0012 the mailbox is one unsubscribed, suppressed row that
+    kept the quoted row's liked paper."""
+    Subscriber = schema_0011.get_model("digest", "Subscriber")
+    Suppression = schema_0011.get_model("digest", "Suppression")
+    LikedPaper = schema_0011.get_model("digest", "LikedPaper")
+    plain = Subscriber.objects.create(email="sup@example.org", status="active", key="a" * 32)
+    quoted = Subscriber.objects.create(email='"sup"@example.org', status="pending", key="b" * 32)
+    escaped = Subscriber.objects.create(email='"s\\up"@example.org', status="active", key="c" * 32)
+    other = Subscriber.objects.create(email="ada@example.org", status="active", key="d" * 32)
+    LikedPaper.objects.create(subscriber=quoted, arxiv_id="2511.00001", source="typed")
+    Suppression.objects.create(email_hash=email_hash('"s\\up"@example.org'.lower()), reason="complaint")
+
+    apps = migrate(MERGE_QUOTED)
+
+    Subscriber = apps.get_model("digest", "Subscriber")
+    rows = {s.email: (s.pk, s.status) for s in Subscriber.objects.all()}
+    assert rows == {"sup@example.org": (plain.pk, "unsubscribed"), "ada@example.org": (other.pk, "active")}
+    assert not Subscriber.objects.filter(pk__in=[quoted.pk, escaped.pk]).exists()
+    LikedPaper = apps.get_model("digest", "LikedPaper")
+    assert list(LikedPaper.objects.values_list("subscriber_id", "arxiv_id")) == [(plain.pk, "2511.00001")]
+    Suppression = apps.get_model("digest", "Suppression")
+    assert Suppression.objects.filter(email_hash=email_hash("sup@example.org"), reason="complaint").exists()

@@ -138,3 +138,18 @@ def test_it_keeps_signup_data_helper_in_sync_with_the_form() -> None:
     from digest.forms import SignupForm
 
     assert set(SignupForm.base_fields) <= set(signup_data())
+
+
+def test_it_never_caches_what_a_visitor_typed_into_the_next_visitors_form(signup: Callable, client: Client) -> None:
+    """A no-JavaScript preview with no topics showed the typed values as the form's initial
+    ones, and the page cached that as the empty form for ten minutes: the next visitors saw
+    someone's email, excludes, channel and count."""
+    typed = signup(
+        action="preview", topics="", email="stranger@example.org", excludes="secret hobby", channel="feed",
+        max_papers="27",
+    )  # fmt: skip
+    assert 'value="stranger@example.org"' in typed.content.decode()  # the visitor sees what they typed
+    page = client.get("/").content.decode()
+    for leaked in ("stranger@example.org", "secret hobby", 'value="27"'):
+        assert leaked not in page
+    assert 'value="feed" id="id_channel_1" checked' not in page and 'data-fresh="1"' in page

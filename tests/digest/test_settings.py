@@ -40,6 +40,11 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         ("TIME_ZONE", "Mars/Olympus", "TIME_ZONE must be an IANA time zone"),
         ("SCRAPE_DAILY_HOURS", "6,25", "SCRAPE_DAILY_HOURS must be comma-separated hours 0-23"),
         ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.local", "TRUSTED_PROXIES must be IP addresses or CIDR ranges"),
+        ("HF_TIMEOUT", "nan", "HF_TIMEOUT must be a finite number, got 'nan'"),
+        ("DIGEST_SEND_RATE", "inf", "DIGEST_SEND_RATE must be a finite number, got 'inf'"),
+        ("DKIM_SELECTOR", 'bad"sel', "DKIM_SELECTOR must be a DNS name of letters, digits, hyphens and dots"),
+        ("DKIM_DOMAIN", "example.org; x=y", "DKIM_DOMAIN must be a DNS name of letters, digits, hyphens and dots"),
+        ("ALLOW_LOCAL_EMAIL_DOMAINS", "sometimes", "ALLOW_LOCAL_EMAIL_DOMAINS must be true or false"),
     ],
 )
 def test_it_refuses_a_bad_value_with_one_line_naming_the_variable(variable: str, value: str, message: str) -> None:
@@ -207,3 +212,61 @@ def test_the_mailto_unsubscribe_is_not_advertised_without_an_inbound_source() ->
         mailto(UNSUBSCRIBE_MAILTO="u@example.org", INBOUND_IMAP_URL="imaps://u:p@127.0.0.1/INBOX") == "'u@example.org'"
     )
     assert mailto(UNSUBSCRIBE_MAILTO="u@example.org", INBOUND_WEBHOOK="true") == "'u@example.org'"
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether Docker leaves ``path`` out of the build context: the last pattern that matches
+    the path or one of its parent directories decides ("!" re-includes); "*" stays within
+    one path segment, "**" spans any number of them."""
+
+    def regex(pattern: str) -> re.Pattern[str]:
+        parts = re.split(r"(\*\*/?|\*|\?)", pattern.strip("/"))
+        wild = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+        return re.compile("".join(wild.get(p, re.escape(p)) for p in parts) + r"\Z")
+
+    segments = path.split("/")
+    candidates = ["/".join(segments[: n + 1]) for n in range(len(segments))]
+    ignored = False
+    for line in patterns:
+        negate, pattern = line.startswith("!"), line.removeprefix("!")
+        if any(regex(pattern).match(candidate) for candidate in candidates):
+            ignored = not negate
+    return ignored
+
+
+def test_the_image_leaves_out_secrets_the_virtualenv_and_caches() -> None:
+    """Without a .dockerignore, `COPY . .` put .env, var/ (the database and the curator
+    login) and .venv into the image. No Docker engine runs here, so the file is read as
+    Docker reads it."""
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    for path in (
+        ".env",
+        ".env.production",
+        "var/db.sqlite3",
+        "var/curator-login.txt",
+        "var/outbox/1.eml",
+        ".venv/bin/python",
+        ".git/HEAD",
+        "digest/__pycache__/settings.cpython-311.pyc",
+        "papers/feed.pyc",
+        ".pytest_cache/v/cache/nodeids",
+        ".ruff_cache/0.6.0/x",
+        ".hypothesis/examples/x",
+        "paper_digest.egg-info/PKG-INFO",
+        "staticfiles/digest/site.css",
+    ):
+        assert dockerignored(path, patterns), path
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = [src for line in dockerfile.splitlines() if line.startswith("COPY ") for src in line.split()[1:-1]]
+    assert "." in copied  # the whole context goes in once the dependencies are installed
+    for path in (
+        *(src for src in copied if src != "."),
+        "manage.py",
+        "digest/settings.py",
+        "templates/base.html",
+        ".env.example",
+        "pyproject.toml",
+    ):
+        assert (ROOT / path).exists(), path
+        assert not dockerignored(path, patterns), path

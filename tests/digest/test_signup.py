@@ -263,3 +263,39 @@ def test_it_schedules_the_confirmation_sweep() -> None:
 
     app.finalize()
     assert app.conf.beat_schedule["sweep-confirmations"]["task"] == "digest.tasks.sweep_confirmations"
+
+
+def test_it_links_nothing_personal_from_a_used_confirmation_link(
+    signup: Callable, client: Client, django_capture_on_commit_callbacks: Callable
+) -> None:
+    """A used link showed a manage link for its seven days to whoever opened it (a forwarded
+    or shared confirmation email); now it says so, and a preferences link goes by email."""
+    signup()
+    link = confirm_link(mail.outbox[0])
+    assert "You are subscribed" in client.post(link).content.decode()  # (that answer may link them)
+    again = client.get(link)
+    assert again.status_code == 200
+    page = again.content.decode()
+    assert "This link was already used" in page
+    for answer in (page, client.post(link).content.decode()):
+        assert "/manage/" not in answer
+
+    with django_capture_on_commit_callbacks(execute=True):
+        asked = client.post(f"{link}/manage-link").content.decode()
+    assert "A link to your preferences is on its way" in asked and "/manage/" not in asked
+    [_, sent] = mail.outbox
+    assert sent.to == ["ada@example.org"]
+    assert sent.subject == "Your Paper Digest subscription"
+    assert re.search(r"http://127\.0\.0\.1:8000/manage/\S+", sent.body)
+
+
+def test_it_mails_no_preferences_link_from_a_confirmation_link_that_confirmed_nothing(
+    signup: Callable, client: Client, django_capture_on_commit_callbacks: Callable
+) -> None:
+    signup()
+    link = confirm_link(mail.outbox[0])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"{link}/manage-link")  # still pending: the page offers no such button
+    assert response.status_code == 302 and response["Location"] == link
+    assert len(mail.outbox) == 1
+    assert client.get(f"{link}/manage-link").status_code == 405

@@ -70,3 +70,16 @@ def test_it_stops_migrate_with_one_line_when_the_database_is_unreachable(tmp_pat
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("database error: ")
     assert "127.0.0.1" in lines[0] and "refused" in lines[0].lower()
+
+
+def test_it_stops_beat_with_one_line_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    """Beat's scheduler lives in the database: it printed 1,710 lines and 4 tracebacks."""
+    url = f"postgres://digest:digest@127.0.0.1:{closed_port()}/digest"
+    result = run(PROGRAMS["celery beat"], tmp_path, DATABASE_URL=url)
+
+    assert result.returncode != 0
+    assert result.stdout.strip() == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("database error: ")
+    assert "127.0.0.1" in lines[0] and "refused" in lines[0].lower()
