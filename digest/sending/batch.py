@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
-from digest import tokens
+from digest import liked, tokens
 from digest.mail import Mailer, MessageBuilder, PermanentError, RelayDown, TemporaryError, UnknownOutcome, dkim, verp
 from digest.models import Delivery, SentPaper, Subscriber, Suppression, email_hash
 from digest.ranking import RankedItem
@@ -83,6 +83,13 @@ def send_batch(
     report.claimed = len(deliveries)
     if not deliveries:
         return report
+    with timer("rank"):
+        # A digest is never ranked from a half-fetched list of liked papers: what a reader named
+        # and the background has not fetched yet is fetched now, within a form's budget (one
+        # query when nothing is pending, as is usual).
+        liked.liked_papers_fetch(
+            subscriber_ids=[d.subscriber_id for d in deliveries], budget=liked.SUBMIT_FETCH_SECONDS
+        )
     batch = _Batch(deliveries, report, mailer=mailer, progress=progress, timer=timer, cache=cache)
     try:
         batch.run()
