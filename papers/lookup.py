@@ -193,7 +193,8 @@ class PaperLookup:
         for start in range(0, len(for_arxiv), ARXIV_BATCH):
             batch = for_arxiv[start : start + ARXIV_BATCH]
             remaining = self._remaining(deadline)
-            if remaining is not None and (remaining <= 0 or not self.arxiv_gate(remaining)):
+            out_of_time = remaining is not None and remaining <= 0
+            if out_of_time or not self.arxiv_gate(remaining):
                 result.left.extend(batch)
                 continue
             try:
