@@ -176,6 +176,9 @@ class YourPapers:
         return len(self.rows) + len(self.not_found)
 
 
+NO_PAPERS = YourPapers(rows=[], pending=0, not_found=[])
+
+
 def your_papers(subscriber: Subscriber) -> YourPapers:
     rows = list(subscriber.liked_papers.select_related("paper").order_by("-added_at", "-pk"))
     return YourPapers(

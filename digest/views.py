@@ -221,7 +221,9 @@ DONE_MESSAGES = {
 @require_http_methods(["GET", "POST"])
 @signed_link("manage")
 def manage(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]) -> HttpResponse:
-    liked_ids = set(subscriber.liked_papers.values_list("arxiv_id", flat=True))
+    # One query for the list, and none for a reader without papers (the link's query says so).
+    papers = selectors.your_papers(subscriber) if getattr(subscriber, "has_liked_papers", True) else selectors.NO_PAPERS
+    liked_ids = {row.arxiv_id for row in (*papers.rows, *papers.not_found)}
     form = PreferencesForm(initial=_preferences_of(subscriber), liked_ids=liked_ids)
     status = 200
     if request.method == "POST":
@@ -264,7 +266,7 @@ def manage(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: d
         "history": sending.history(subscriber),
         "archive_days": settings.DIGEST_ARCHIVE_DAYS,
         "feed_url": feed_url(subscriber),
-        "your_papers": selectors.your_papers(subscriber),
+        "your_papers": papers,
     }
     return render(request, "digest/manage.html", context, status=status)
 

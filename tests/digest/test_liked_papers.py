@@ -9,7 +9,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from digest import liked, selectors, tokens
 from digest.models import Delivery, LikedPaper, Subscriber
@@ -340,3 +342,36 @@ def test_recent_days_leave_out_papers_fetched_for_readers(hf_papers):
     assert selectors.recent_days() == [date(2025, 11, 7)]
     day, _ = selectors.latest_day_papers(limit=3)
     assert day == date(2025, 11, 7)
+
+
+def test_any_change_links_papers_that_reached_the_store_and_hands_the_rest_to_the_background(
+    hf_papers, django_capture_on_commit_callbacks
+):
+    ann = SubscriberFactory()
+    LikedPaper.objects.create(subscriber=ann, arxiv_id=VIDEO, source=Source.FILE)  # a scrape stored it since
+
+    with django_capture_on_commit_callbacks() as nothing_left:
+        assert liked.liked_papers_changed(ann) == 0
+    LikedPaper.objects.create(subscriber=ann, arxiv_id=HF_ONLY[0], source=Source.FILE)
+    with django_capture_on_commit_callbacks() as one_left:
+        assert liked.liked_papers_changed(ann) == 1
+
+    assert ann.liked_papers.get(arxiv_id=VIDEO).paper.arxiv_id == VIDEO
+    assert states(ann) == {VIDEO: State.FOUND, HF_ONLY[0]: State.PENDING}
+    assert (len(nothing_left), len(one_left)) == (0, 1)  # the fetch task, once it commits
+
+
+def test_the_manage_page_reads_your_papers_in_one_query_whatever_their_number(client: Client, hf_papers):
+    def queries_for(count: int) -> int:
+        reader = SubscriberFactory()
+        for paper in Paper.objects.order_by("arxiv_id")[:count]:
+            LikedPaper.objects.create(
+                subscriber=reader, arxiv_id=paper.arxiv_id, paper=paper, source=Source.TYPED, state=State.FOUND
+            )
+        client.get(manage_path(reader))  # the topic suggestions' cache is filled once
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get(manage_path(reader)).content.decode()
+        assert page.count(">Remove</button>") == count
+        return len(queries)
+
+    assert queries_for(1) == queries_for(12) == 3  # the subscriber, their history, their papers
