@@ -17,7 +17,7 @@ from digest.mail import Mailer, MessageBuilder, PermanentError, RelayDown, Tempo
 from digest.models import Delivery, SentPaper, Subscriber, Suppression, email_hash
 from digest.ranking import RankedItem
 from digest.sending import reasons
-from digest.sending.editions import Edition, Editions, compose, editions, rank, top_overall
+from digest.sending.editions import Edition, Editions, compose, editions, named_papers, rank, top_overall
 from digest.sending.outcomes import alert_failed, alert_stuck, apply_sent, ledger_rows, note_sent, note_try, record
 from digest.sending.pause import pause_sending, sending_paused
 
@@ -158,6 +158,7 @@ class _Batch:
         # Signed here, after the reader's message is assembled, so "sign" is a stage of its own.
         self.signer = dkim.signer() if self.mailer.via.dkim else None
         self.ledger: list[SentPaper] = []
+        self.named: dict[int, set[int]] = {}  # the current group's named papers per subscriber
         self.bounced_ids: list[int] = []
         self.consecutive = 0
         self.last_error = ""
@@ -179,7 +180,9 @@ class _Batch:
             group = list(group)
             with self.timer("rank"):
                 ed = self.cache.get(digest_date, weekly=weekly)
-                ranked = rank(ed, [d.subscriber for d in group])
+                # Read once for the ranking and for the line of a day that brings nothing.
+                self.named = named_papers([d.subscriber_id for d in group], ed.paper_ids)
+                ranked = rank(ed, [d.subscriber for d in group], named=self.named)
                 # A quiet day's note: the day's top papers, for those who asked for one.
                 quiet = [
                     d.subscriber
@@ -206,7 +209,8 @@ class _Batch:
             return
         if not picks:
             delivery.status, delivery.error = Delivery.Status.SKIPPED, "nothing new to send"
-            reasons.set_outcome(delivery, *reasons.nothing_new(ed, subscriber))
+            named = self.named.get(subscriber.pk, set())
+            reasons.set_outcome(delivery, *reasons.nothing_new(ed, subscriber, named=named))
             report.skipped += 1
             return
         reasons_of = {p.paper_id: p.reason for p in picks}

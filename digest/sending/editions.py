@@ -214,10 +214,14 @@ def ledger(subscriber_ids: Sequence[int], paper_ids: Sequence[int]) -> dict[int,
     return sent
 
 
-def rank(ed: Edition, subscribers: Sequence[Subscriber]) -> dict[int, list[RankedItem]]:
-    """Each subscriber's picks from the edition, never a paper they already received or named."""
+def rank(
+    ed: Edition, subscribers: Sequence[Subscriber], *, named: dict[int, set[int]] | None = None
+) -> dict[int, list[RankedItem]]:
+    """Each subscriber's picks from the edition, never a paper they already received or named
+    (``named``: what named_papers answers for them, when the caller has read it already)."""
     ids = [s.pk for s in subscribers]
-    already, named = ledger(ids, ed.paper_ids), named_papers(ids, ed.paper_ids)
+    already = ledger(ids, ed.paper_ids)
+    named = named_papers(ids, ed.paper_ids) if named is None else named
     return ed.index.rank(
         [profile_for(s, already_sent=already.get(s.pk, ()), named=named.get(s.pk, ())) for s in subscribers]
     )

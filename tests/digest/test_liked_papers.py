@@ -13,7 +13,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from digest import liked, selectors, tokens
+from digest import liked, selectors, sending, tokens
 from digest.models import Delivery, LikedPaper, Subscriber
 from papers.models import Paper
 from tests.digest.conftest import ARXIV_ONLY, DIGEST_DAY, HF_ONLY, NOWHERE
@@ -375,3 +375,16 @@ def test_the_manage_page_reads_your_papers_in_one_query_whatever_their_number(cl
         return len(queries)
 
     assert queries_for(1) == queries_for(12) == 3  # the subscriber, their history, their papers
+
+
+def test_a_day_whose_only_matches_are_named_papers_says_so(smtp_server, ready_day):
+    ann = SubscriberFactory(topics=["video generation"])
+    picks = sending.rank(sending.edition(DIGEST_DAY), [ann])[ann.pk]
+    for paper in Paper.objects.filter(pk__in=[p.paper_id for p in picks]):
+        LikedPaper.objects.create(subscriber=ann, arxiv_id=paper.arxiv_id, paper=paper, source=Source.FILE)
+
+    senddigests()
+
+    delivery = Delivery.objects.get(subscriber=ann)
+    assert delivery.outcome == Delivery.Outcome.NOTHING_NEW
+    assert "(it is one of your papers, never sent back to you)" in delivery.outcome_line
