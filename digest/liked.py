@@ -75,13 +75,14 @@ def liked_papers_add(
     source: str,
     liked: bool = True,
     prefetched: Prefetched | None = None,
+    fetch_now: bool = True,
 ) -> Added:
     """Add ids to the subscriber's papers (ids already there are left as they are).
 
     The library importers and the Zotero sync call this with their source. Papers are fetched
-    here (within the submit budget) unless ``prefetched`` says what a caller fetched already;
-    what is still unknown is fetched in the background. TooManyLikedPapers past the limit,
-    with nothing stored.
+    here (within the submit budget) unless ``prefetched`` says what a caller fetched already,
+    or ``fetch_now`` is False (a worker, e.g. a daily sync: nothing waits on it); what is still
+    unknown is fetched in the background. TooManyLikedPapers past the limit, with nothing stored.
     """
     ids = list(dict.fromkeys(arxiv_ids))
     have = set(subscriber.liked_papers.filter(arxiv_id__in=ids).values_list("arxiv_id", flat=True))
@@ -92,7 +93,7 @@ def liked_papers_add(
     if not new:
         return Added(0, 0, ())
     if prefetched is None:
-        prefetched = prefetch(new)
+        prefetched = prefetch(new) if fetch_now else Prefetched(tuple(new), frozenset(), len(new))
     with transaction.atomic():
         stored = dict(Paper.objects.filter(arxiv_id__in=new).values_list("arxiv_id", "pk"))
         rows = [

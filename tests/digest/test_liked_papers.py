@@ -388,3 +388,22 @@ def test_a_day_whose_only_matches_are_named_papers_says_so(smtp_server, ready_da
     delivery = Delivery.objects.get(subscriber=ann)
     assert delivery.outcome == Delivery.Outcome.NOTHING_NEW
     assert "(it is one of your papers, never sent back to you)" in delivery.outcome_line
+
+
+def test_a_worker_adds_papers_without_waiting_and_the_background_fetches_them(
+    paper_sources, django_capture_on_commit_callbacks
+):
+    ann = SubscriberFactory()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        added = liked.liked_papers_add(
+            subscriber=ann, arxiv_ids=[HF_ONLY[0], NOWHERE], source=Source.ZOTERO, fetch_now=False
+        )
+
+    assert (added.added, added.pending) == (2, 2)  # nothing fetched before answering...
+    assert states(ann) == {HF_ONLY[0]: State.FOUND, NOWHERE: State.NOT_FOUND}  # ...the task did, on commit
+    with pytest.raises(liked.TooManyLikedPapers, match="At most 1,000 papers in total"):
+        liked.liked_papers_add(
+            subscriber=ann, arxiv_ids=[f"2511.{n:05d}" for n in range(10000, 10999)], source=Source.FILE
+        )
+    assert ann.liked_papers.count() == 2
