@@ -244,17 +244,18 @@ def manage(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: d
             return redirect(f"{request.path}?done={_remove_paper(subscriber, request.POST.get('paper', ''))}#papers")
         form = PreferencesForm(request.POST, liked_ids=liked_ids)
         if form.is_valid():
-            services.subscriber_update(subscriber=subscriber, preferences=form.preferences())
-            if not form.liked_papers():
-                return redirect(f"{request.path}?done=saved")
             try:
-                liked.liked_papers_add(
-                    subscriber=subscriber, arxiv_ids=form.liked_papers(), source=LikedPaper.Source.TYPED
-                )
-            except liked.TooManyLikedPapers as exc:  # another tab added papers meanwhile
+                # The papers first: past the limit (another tab added some meanwhile) nothing is saved.
+                if form.liked_papers():
+                    liked.liked_papers_add(
+                        subscriber=subscriber, arxiv_ids=form.liked_papers(), source=LikedPaper.Source.TYPED
+                    )
+            except liked.TooManyLikedPapers as exc:
                 form.add_error(PreferencesForm.LIKED_FIELD, str(exc))
             else:
-                return redirect(f"{request.path}?done=papers-added#papers")
+                services.subscriber_update(subscriber=subscriber, preferences=form.preferences())
+                done = "papers-added#papers" if form.liked_papers() else "saved"
+                return redirect(f"{request.path}?done={done}")
         status = 400
     context = {
         "subscriber": subscriber,
