@@ -7,6 +7,7 @@ phrases are typed comma-separated and come out as clean lists within fixed limit
 
 import re
 import unicodedata
+from collections.abc import Collection, Sequence
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
@@ -17,7 +18,9 @@ from django.utils.html import format_html_join
 from django.utils.safestring import SafeString
 
 from digest.addresses import AddressError, checked_email, normalize_email
+from digest.liked import MAX_LIKED_PAPERS, limit_message
 from digest.models import Subscriber
+from papers.ids import parse_arxiv_ids
 
 # Bumped whenever the wording a person consents to changes; kept in each ConsentRecord.
 FORM_VERSION = "signup-2026-11"
@@ -164,6 +167,49 @@ class PhraseListField(SingleLineField):
         return value
 
 
+# A thousand links of ~50 characters and their separators; anything longer is refused unread.
+MAX_SEED_INPUT = MAX_LIKED_PAPERS * 60
+# How many unreadable pieces a field error names.
+BAD_IDS_SHOWN = 5
+
+
+def bad_ids_error(bad: Sequence[str]) -> str:
+    shown = ", ".join(f"“{piece[:40]}{'…' if len(piece) > 40 else ''}”" for piece in bad[:BAD_IDS_SHOWN])
+    more = f" and {len(bad) - BAD_IDS_SHOWN} more" if len(bad) > BAD_IDS_SHOWN else ""
+    return (
+        f"Not an arXiv id: {shown}{more}. Give ids such as 2511.04570, or arxiv.org, huggingface.co/papers"
+        " or doi.org/10.48550 links."
+    )
+
+
+class ArxivIdListField(forms.CharField):
+    """arXiv ids and links, one per line or separated by commas or spaces -> a list of ids
+    (papers/ids.py reads every spelling); a piece that is none is named in the error."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("max_length", MAX_SEED_INPUT)
+        kwargs.setdefault("strip", False)
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> str:
+        fits = isinstance(value, str) and len(value) <= (self.max_length or MAX_SEED_INPUT)
+        if fits and "\ufffd" in value:
+            raise ValidationError(phrase_text_problem(value) or "", code="bad_text")
+        return super().to_python(value)
+
+    def clean(self, value: Any) -> list[str]:
+        parsed = parse_arxiv_ids(super().clean(value))
+        if parsed.bad:
+            raise ValidationError(bad_ids_error(parsed.bad), code="bad_id")
+        return list(parsed.ids)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return "\n".join(str(v) for v in value)
+        return value
+
+
 HOUR_CHOICES = [(h, f"{h:02d}:00") for h in range(24)]
 
 
@@ -175,6 +221,14 @@ class PreferencesForm(forms.Form):
         label="Topics",
         help_text="Phrases such as “speculative decoding, diffusion”, separated by commas.",
         widget=forms.TextInput(attrs={"autocomplete": "off", "data-preview": "1"}),
+    )
+    seed_papers = ArxivIdListField(
+        label="Papers you like",
+        help_text=(
+            "Optional: arXiv ids or links (arxiv.org, huggingface.co/papers, doi.org), one per line."
+            " Your digest then brings papers like them, and never these ones again."
+        ),
+        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off", "spellcheck": "false", "data-preview": "1"}),
     )
     excludes = PhraseListField(
         noun="phrase",
@@ -234,9 +288,22 @@ class PreferencesForm(forms.Form):
         help_text="The feed link is on your preferences page once you confirm your address.",
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    # Not a Subscriber field: the ids become LikedPaper rows (digest/liked.py).
+    LIKED_FIELD = "seed_papers"
+
+    def __init__(self, *args: Any, liked_ids: Collection[str] = (), **kwargs: Any) -> None:
+        """``liked_ids``: the papers the subscriber likes already (the manage page), which
+        count towards the limit and stand in for topics."""
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
+        self.liked_ids = frozenset(liked_ids)
+
+    def clean_seed_papers(self) -> list[str]:
+        ids = self.cleaned_data["seed_papers"]
+        total = len(self.liked_ids) + sum(i not in self.liked_ids for i in ids)
+        if total > MAX_LIKED_PAPERS:
+            raise ValidationError(limit_message(total), code="too_many")
+        return ids
 
     def clean_quiet_day(self) -> str:
         return self.cleaned_data["quiet_day"] or Subscriber.QuietDay.NOTHING
@@ -253,14 +320,26 @@ class PreferencesForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        following = ("topics", "authors", "organizations")
-        if all(name not in self.errors for name in following) and not any(data.get(n) for n in following):
+        following = ("topics", "authors", "organizations", self.LIKED_FIELD)
+        if (
+            all(name not in self.errors for name in following)
+            and not any(data.get(n) for n in following)
+            and not self.liked_ids
+        ):
             self.add_error("topics", "Add at least one topic, or an author or organization to follow.")
         return data
 
+    @classmethod
+    def subscriber_fields(cls) -> list[str]:
+        return [name for name in PreferencesForm.base_fields if name != cls.LIKED_FIELD]
+
     def preferences(self) -> dict[str, Any]:
         """The cleaned values as Subscriber field names."""
-        return {name: self.cleaned_data[name] for name in PreferencesForm.base_fields}
+        return {name: self.cleaned_data[name] for name in self.subscriber_fields()}
+
+    def liked_papers(self) -> list[str]:
+        """The arXiv ids given, in the order given."""
+        return list(self.cleaned_data.get(self.LIKED_FIELD) or [])
 
 
 def refuse_unreadable(form: forms.Form) -> None:

@@ -16,6 +16,7 @@ logger = logging.getLogger(__name__)
 SEND_CONFIRMATION = "digest.tasks.send_confirmation"
 SEND_MANAGE_LINK = "digest.tasks.send_manage_link"
 SEND_DIGEST_BATCH = "digest.tasks.send_digest_batch"
+FETCH_LIKED_PAPERS = "digest.tasks.fetch_liked_papers"
 
 
 def enqueue(name: str, *args: object) -> None:

@@ -1,6 +1,7 @@
 """Reads that views, commands and the admin share."""
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -13,15 +14,20 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from digest import heartbeats, inbound
-from digest.models import ConsentRecord, Delivery, DeliveryEvent, Subscriber
-from digest.ranking import PaperIndex, Profile
+from digest.models import ConsentRecord, Delivery, DeliveryEvent, LikedPaper, Subscriber
+from digest.ranking import PaperIndex
 from digest.rendering import Card
-from digest.sending.editions import paper_doc
+from digest.sending.editions import paper_doc, profile_for
 from papers.models import Paper, Pin, ScrapeRun
 
 
 def latest_day_papers(*, limit: int) -> tuple[date | None, list[Paper]]:
-    day = Paper.objects.filter(hidden=False).order_by("-featured_on").values_list("featured_on", flat=True).first()
+    day = (
+        Paper.objects.filter(hidden=False, featured_on__isnull=False)
+        .order_by("-featured_on")
+        .values_list("featured_on", flat=True)
+        .first()
+    )
     if day is None:
         return None, []
     papers = list(Paper.objects.filter(featured_on=day, hidden=False).order_by("-upvotes", "arxiv_id")[:limit])
@@ -78,8 +84,9 @@ def recent_days(*, days: int = PREVIEW_DAYS) -> list[date]:
     Days with papers rather than calendar days: a fresh install holding only the bundled
     sample, or a service whose scrapes paused over a holiday, still previews something.
     """
+    # Papers fetched because a reader named them are on no day (featured_on NULL).
     return list(
-        Paper.objects.filter(hidden=False, withdrawn_at__isnull=True)
+        Paper.objects.filter(hidden=False, withdrawn_at__isnull=True, featured_on__isnull=False)
         .order_by("-featured_on")
         .values_list("featured_on", flat=True)
         .distinct()[:days]
@@ -115,24 +122,70 @@ def preview_papers(
     authors: list[str],
     organizations: list[str],
     limit: int,
+    liked: Sequence[str] = (),
 ) -> list[tuple[Paper, str]]:
-    """Recent papers a digest with these filters would contain, each with the reason why,
-    ranked by the same code as the emails (digest/ranking.py)."""
-    if not (topics or authors or organizations) or limit <= 0:
+    """Recent papers a digest with these filters and these liked papers (arXiv ids) would
+    contain, each with the reason why, ranked by the same code as the emails.
+
+    The profile comes from the same DB -> core adapter as a digest's (editions.profile_for),
+    given a subscriber who is not stored and the liked papers we hold: a paper named is
+    never shown, and whatever the adapter makes of liked papers, the preview shows too."""
+    if not (topics or authors or organizations or liked) or limit <= 0:
         return []
     days = recent_days()
     if not days:
         return []
     index, papers = recent_index.get(days)
-    profile = Profile(
-        subscriber_id=0,
-        topics=tuple(topics),
-        excludes=tuple(excludes),
-        authors=tuple(authors),
-        organizations=tuple(organizations),
+    reader = Subscriber(
+        pk=0,
+        topics=list(topics),
+        excludes=list(excludes),
+        authors=list(authors),
+        organizations=list(organizations),
         max_papers=limit,
     )
+    named = list(Paper.objects.filter(arxiv_id__in=list(liked)).values_list("pk", flat=True)) if liked else []
+    profile = profile_for(reader, named=named)
     return [(papers[item.paper_id], item.reason) for item in index.rank([profile])[0]]
+
+
+@dataclass(frozen=True)
+class PreviewSeeds:
+    """What the preview makes of pasted ids: how many we hold, and what it cannot read."""
+
+    known: int
+    unknown: int  # fetched once the form is sent
+    bad: tuple[str, ...]
+
+
+def preview_seeds(ids: Sequence[str], *, bad: Sequence[str] = ()) -> PreviewSeeds:
+    known = Paper.objects.filter(arxiv_id__in=list(ids)).count() if ids else 0
+    return PreviewSeeds(known=known, unknown=len(ids) - known, bad=tuple(piece[:40] for piece in bad[:5]))
+
+
+@dataclass(frozen=True)
+class YourPapers:
+    """The manage page's "Your papers": the list, those being fetched, those not found."""
+
+    rows: list[LikedPaper]  # found or being fetched, newest first
+    pending: int
+    not_found: list[LikedPaper]
+
+    @property
+    def total(self) -> int:
+        return len(self.rows) + len(self.not_found)
+
+
+NO_PAPERS = YourPapers(rows=[], pending=0, not_found=[])
+
+
+def your_papers(subscriber: Subscriber) -> YourPapers:
+    rows = list(subscriber.liked_papers.select_related("paper").order_by("-added_at", "-pk"))
+    return YourPapers(
+        rows=[r for r in rows if r.state != LikedPaper.State.NOT_FOUND],
+        pending=sum(r.state == LikedPaper.State.PENDING for r in rows),
+        not_found=[r for r in rows if r.state == LikedPaper.State.NOT_FOUND],
+    )
 
 
 # The signup page shows them on every view; they change with a scrape, a few times a day.
@@ -190,6 +243,12 @@ def subscriber_data(*, subscriber: Subscriber) -> dict[str, Any]:
             "channel": subscriber.channel,
         },
         "learned_weights": subscriber.weights,
+        "liked_papers": [
+            {"arxiv_id": arxiv_id, "liked": liked, "source": source, "state": state, "added_at": iso(at)}
+            for arxiv_id, liked, source, state, at in subscriber.liked_papers.order_by("added_at", "pk").values_list(
+                "arxiv_id", "liked", "source", "state", "added_at"
+            )
+        ],
         "created_at": iso(subscriber.created_at),
         "confirmation_sent_at": iso(subscriber.confirmation_sent_at),
         "confirmed_at": iso(subscriber.confirmed_at),

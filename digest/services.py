@@ -23,10 +23,19 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from digest import jobs, roles, tokens
+from digest import jobs, liked, roles, tokens
 from digest.addresses import normalize_email
 from digest.mail import make_message
-from digest.models import ConsentRecord, Delivery, Feedback, Subscriber, Suppression, email_hash, new_key
+from digest.models import (
+    ConsentRecord,
+    Delivery,
+    Feedback,
+    LikedPaper,
+    Subscriber,
+    Suppression,
+    email_hash,
+    new_key,
+)
 from digest.ranking import learn_weights
 from digest.sending import reasons
 from digest.sending.editions import paper_doc
@@ -75,8 +84,13 @@ def subscriber_subscribe(
     ip: str | None,
     user_agent: str,
     form_version: str,
+    seeds: liked.Prefetched | None = None,
 ) -> SubscribeOutcome:
-    """Take a signup; the caller answers the same whatever this returns."""
+    """Take a signup; the caller answers the same whatever this returns.
+
+    ``seeds``: the papers the form named, fetched already (liked.prefetch, which does not
+    depend on the address, so every answer takes as long); they join the subscriber's
+    papers unless the address is subscribed already, whose choices a signup never changes."""
     email = normalize_email(email)
     suppression = Suppression.objects.filter(email_hash=email_hash(email)).first()
     if suppression is not None and suppression.reason not in LIFTABLE_SUPPRESSIONS:
@@ -113,6 +127,8 @@ def subscriber_subscribe(
             subscriber.confirmation_claimed_at = None
             subscriber.confirmation_attempts = 0
             subscriber.save()
+        if seeds is not None and seeds.ids:
+            _add_seeds(subscriber, seeds)
         ConsentRecord.objects.create(
             subscriber=subscriber,
             ip=ip,
@@ -122,6 +138,14 @@ def subscriber_subscribe(
         )
         jobs.enqueue_on_commit(jobs.SEND_CONFIRMATION, subscriber.pk)
     return "confirmation"
+
+
+def _add_seeds(subscriber: Subscriber, seeds: liked.Prefetched) -> None:
+    # The form checked the limit against an empty list; a repeated signup keeps what fits.
+    room = liked.MAX_LIKED_PAPERS - subscriber.liked_papers.count()
+    have = set(subscriber.liked_papers.filter(arxiv_id__in=seeds.ids).values_list("arxiv_id", flat=True))
+    ids = [i for i in seeds.ids if i not in have][: max(room, 0)]
+    liked.liked_papers_add(subscriber=subscriber, arxiv_ids=ids, source=LikedPaper.Source.TYPED, prefetched=seeds)
 
 
 def newest_signup(subscriber: Subscriber) -> ConsentRecord | None:
@@ -427,6 +451,8 @@ def feedback_record(*, subscriber: Subscriber, arxiv_id: str, signal: int) -> Fe
     with transaction.atomic():
         locked = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
         feedback, created = Feedback.objects.get_or_create(subscriber=locked, paper=paper, defaults={"signal": signal})
+        # "More like this" names a liked paper, "less like this" a disliked one (idempotent).
+        liked.liked_papers_vote(subscriber=locked, paper=paper, liked=signal == Feedback.Signal.MORE)
         if not created and feedback.signal == signal:
             return feedback
         if not created:

@@ -271,6 +271,8 @@ HF_TIMEOUT = envfloat("HF_TIMEOUT", "20", minimum=0.1)
 HF_MAX_RETRIES = envint("HF_MAX_RETRIES", "4", minimum=0, maximum=10)
 # The feed allows 500 requests per 5 minutes without a token; stay well inside it.
 HF_REQUEST_BUDGET = envint("HF_REQUEST_BUDGET", "300", minimum=1, maximum=500)
+# arXiv's export API: where papers a reader names come from when Hugging Face lacks them.
+ARXIV_API_URL = envurl("ARXIV_API_URL", "https://export.arxiv.org/api/query")
 # The day's list fills up as papers are submitted: scrape it several times a day
 # (hours in TIME_ZONE); the last run of the day is the one digests rely on.
 SCRAPE_DAILY_HOURS = envhours("SCRAPE_DAILY_HOURS", "6,12,18,23")

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from digest import heartbeats, inbound, sending, services
+from digest import heartbeats, inbound, liked, sending, services
 
 
 @shared_task
@@ -13,6 +13,13 @@ def send_confirmation(subscriber_id: int) -> bool:
 @shared_task
 def send_manage_link(subscriber_id: int, requested: bool = False) -> bool:
     return services.manage_link_send(subscriber_id=subscriber_id, requested=requested)
+
+
+@shared_task
+def fetch_liked_papers(subscriber_id: int) -> dict[str, int]:
+    """The papers a subscriber named that the form could not fetch in time (one task per import)."""
+    report = liked.liked_papers_fetch(subscriber_ids=[subscriber_id])
+    return {"found": report.found, "not_found": report.not_found, "left": report.left}
 
 
 @shared_task

@@ -23,10 +23,11 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.core import signing
+from django.db.models import Exists, OuterRef
 from django.utils.crypto import constant_time_compare
 
 from digest.mail import message
-from digest.models import Subscriber
+from digest.models import LikedPaper, Subscriber
 
 CONFIRM_MAX_AGE = timedelta(days=7)
 # Long enough for the digests sent before feedback links were bound to be answered.
@@ -68,7 +69,11 @@ def read_token(token: str, purpose: str) -> tuple[Subscriber, dict[str, Any]]:
         raise BadToken("this link is not valid") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("s"), int):
         raise BadToken("this link is not valid")
-    subscriber = Subscriber.objects.filter(pk=payload["s"]).first()
+    rows = Subscriber.objects.filter(pk=payload["s"])
+    if purpose == "manage":
+        # In the same query: whether "Your papers" has anything to read (most readers have none).
+        rows = rows.annotate(has_liked_papers=Exists(LikedPaper.objects.filter(subscriber=OuterRef("pk"))))
+    subscriber = rows.first()
     if subscriber is None or not constant_time_compare(subscriber.key[:KEY_PREFIX], str(payload.get("k", ""))):
         raise BadToken("this link is no longer valid")
     if purpose == "feed" and not constant_time_compare(subscriber.feed_key[:KEY_PREFIX], str(payload.get("f", ""))):

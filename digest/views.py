@@ -13,7 +13,7 @@ from django.views.decorators.cache import cache_page, never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
-from digest import selectors, sending, services
+from digest import liked, selectors, sending, services
 from digest.forms import (
     DEFAULT_PAPERS,
     FORM_VERSION,
@@ -31,8 +31,10 @@ from digest.forms import (
     time_zone_options,
 )
 from digest.http import client_ip, form_data
-from digest.models import Subscriber
+from digest.models import LikedPaper, Subscriber
 from digest.tokens import BadToken, feed_url, make_token, read_feedback_token, read_token
+from papers.ids import arxiv_id as read_arxiv_id
+from papers.ids import parse_arxiv_ids
 
 
 def _lenient_phrases(value: str) -> list[str]:
@@ -42,6 +44,9 @@ def _lenient_phrases(value: str) -> list[str]:
 
 
 PHRASE_FIELDS = ("topics", "excludes", "authors", "organizations")
+# The preview reads this many ids of a pasted list (a GET carries it), and this much text.
+PREVIEW_SEED_IDS = 100
+PREVIEW_SEED_INPUT = PREVIEW_SEED_IDS * 60
 
 
 def _preview(data: QueryDict) -> dict[str, Any]:
@@ -59,9 +64,16 @@ def _preview(data: QueryDict) -> dict[str, Any]:
     except ValueError:
         limit = DEFAULT_PAPERS
     filters = {name: _lenient_phrases(data.get(name, "")) for name in PHRASE_FIELDS}
-    asked = any(filters[n] for n in ("topics", "authors", "organizations"))
-    items = selectors.preview_papers(**filters, limit=limit) if asked else []
-    return {"preview_items": items, "preview_asked": asked, "preview_days": selectors.recent_days()}
+    pasted = parse_arxiv_ids(data.get(PreferencesForm.LIKED_FIELD, "")[:PREVIEW_SEED_INPUT])
+    seed_ids = list(pasted.ids[:PREVIEW_SEED_IDS])
+    asked = any(filters[n] for n in ("topics", "authors", "organizations")) or bool(seed_ids)
+    items = selectors.preview_papers(**filters, liked=seed_ids, limit=limit) if asked else []
+    return {
+        "preview_items": items,
+        "preview_asked": asked,
+        "preview_days": selectors.recent_days(),
+        "preview_seeds": selectors.preview_seeds(seed_ids, bad=pasted.bad),
+    }
 
 
 def _signup_page(request: HttpRequest, form: SignupForm, *, status: int = 200, **extra: Any) -> HttpResponse:
@@ -104,19 +116,39 @@ def home(request: HttpRequest) -> HttpResponse:
         refuse_unreadable(form)
     if not valid or not readable:
         return _signup_page(request, form, status=400)
+    # Fetched whatever the address: the answer takes as long and says the same for every one.
+    seeds = liked.prefetch(form.liked_papers())
     services.subscriber_subscribe(
         email=form.cleaned_data["email"],
         preferences=form.preferences(),
         ip=ip,
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
         form_version=FORM_VERSION,
+        seeds=seeds,
     )
     # One answer for every address, known or not (no enumeration).
-    return redirect("subscribed")
+    query = QueryDict(mutable=True)
+    if seeds.later:
+        query["later"] = str(seeds.later)
+    if seeds.missing:
+        query["missing"] = ",".join(i for i in seeds.ids if i in seeds.missing)
+    return redirect(f"{reverse('subscribed')}?{query.urlencode()}" if query else reverse("subscribed"))
+
+
+# The "check your inbox" page names at most this many ids not found.
+MISSING_SHOWN = 50
 
 
 def subscribed(request: HttpRequest) -> HttpResponse:
-    return render(request, "digest/subscribed.html")
+    """What the signup said about its papers travels in the query (it is the same for every
+    address); only numbers and well-formed ids are read back."""
+    try:
+        later = max(0, min(int(request.GET.get("later", "0")), liked.MAX_LIKED_PAPERS))
+    except ValueError:
+        later = 0
+    pieces = request.GET.get("missing", "")[: MISSING_SHOWN * 12].split(",")
+    missing = [found for piece in pieces if (found := read_arxiv_id(piece))][:MISSING_SHOWN]
+    return render(request, "digest/subscribed.html", {"later": later, "missing": missing})
 
 
 def _preview_limited(request: HttpRequest) -> bool:
@@ -216,6 +248,9 @@ DONE_MESSAGES = {
     "resumed": "Your digest is on again.",
     "unsubscribed": "You are unsubscribed. No more digests will be sent.",
     "feed-reset": "Your feed has a new link; the old one no longer works. Paste the new one into your reader.",
+    "papers-added": "Your preferences are saved and your papers added (see “Your papers” below).",
+    "paper-removed": "The paper is off your list.",
+    "keep-one": "That is your last paper and you follow no topic: add a topic before removing it.",
 }
 
 
@@ -223,7 +258,10 @@ DONE_MESSAGES = {
 @require_http_methods(["GET", "POST"])
 @signed_link("manage")
 def manage(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: dict[str, Any]) -> HttpResponse:
-    form = PreferencesForm(initial=_preferences_of(subscriber))
+    # One query for the list, and none for a reader without papers (the link's query says so).
+    papers = selectors.your_papers(subscriber) if getattr(subscriber, "has_liked_papers", True) else selectors.NO_PAPERS
+    liked_ids = {row.arxiv_id for row in (*papers.rows, *papers.not_found)}
+    form = PreferencesForm(initial=_preferences_of(subscriber), liked_ids=liked_ids)
     status = 200
     if request.method == "POST":
         data, readable = form_data(request)
@@ -240,13 +278,25 @@ def manage(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: d
         if action == "reset-feed":
             services.subscriber_reset_feed(subscriber=subscriber)
             return redirect(f"{request.path}?done=feed-reset#feed")
-        form = PreferencesForm(data)
+        if action == "remove-paper":
+            return redirect(f"{request.path}?done={_remove_paper(subscriber, data.get('paper', ''))}#papers")
+        form = PreferencesForm(data, liked_ids=liked_ids)
         valid = form.is_valid()
         if not readable:
             refuse_unreadable(form)
         elif valid:
-            services.subscriber_update(subscriber=subscriber, preferences=form.preferences())
-            return redirect(f"{request.path}?done=saved")
+            try:
+                # The papers first: past the limit (another tab added some meanwhile) nothing is saved.
+                if form.liked_papers():
+                    liked.liked_papers_add(
+                        subscriber=subscriber, arxiv_ids=form.liked_papers(), source=LikedPaper.Source.TYPED
+                    )
+            except liked.TooManyLikedPapers as exc:
+                form.add_error(PreferencesForm.LIKED_FIELD, str(exc))
+            else:
+                services.subscriber_update(subscriber=subscriber, preferences=form.preferences())
+                done = "papers-added#papers" if form.liked_papers() else "saved"
+                return redirect(f"{request.path}?done={done}")
         status = 400
     context = {
         "subscriber": subscriber,
@@ -258,12 +308,24 @@ def manage(request: HttpRequest, *, token: str, subscriber: Subscriber, extra: d
         "history": sending.history(subscriber),
         "archive_days": settings.DIGEST_ARCHIVE_DAYS,
         "feed_url": feed_url(subscriber),
+        "your_papers": papers,
     }
     return render(request, "digest/manage.html", context, status=status)
 
 
+def _remove_paper(subscriber: Subscriber, row_id: str) -> str:
+    """The remove button of one of "Your papers"; the done message's key."""
+    if not row_id.isdigit():
+        return "paper-removed"
+    follows = subscriber.topics or subscriber.authors or subscriber.organizations
+    if not follows and not subscriber.liked_papers.exclude(pk=int(row_id)).exists():
+        return "keep-one"
+    liked.liked_papers_remove(subscriber=subscriber, row_ids=[int(row_id)])
+    return "paper-removed"
+
+
 def _preferences_of(subscriber: Subscriber) -> dict[str, Any]:
-    return {name: getattr(subscriber, name) for name in PreferencesForm.base_fields}
+    return {name: getattr(subscriber, name) for name in PreferencesForm.subscriber_fields()}
 
 
 @never_cache

@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -45,6 +46,10 @@ class FeedError(Exception):
 
 class FeedShapeError(FeedError):
     """Response parsed but has an unexpected shape/missing required fields."""
+
+
+class FeedNotFound(FeedError):
+    """The server answered 404: what was asked for does not exist there."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,11 @@ def _parse_item(index: int, item: object) -> FeedPaper:
         ai_keywords=tuple(kw for kw in (_clean(k) for k in (keywords if isinstance(keywords, list) else [])) if kw),
         withdrawn_at=_parse_datetime(paper.get("withdrawnAt")),
     )
+
+
+def parse_paper_object(data: object) -> FeedPaper:
+    """Parse one ``paper`` object, as the daily list nests it and ``/api/papers/<id>`` answers it."""
+    return _parse_item(0, {"paper": data})
 
 
 def _dedupe_and_sort(papers: Iterable[FeedPaper]) -> list[FeedPaper]:
@@ -449,6 +459,8 @@ class FeedClient:
         self._sleep = sleep
         self._clock = clock
         self._sent_at: deque[float] = deque()
+        # Lookups by id (papers/lookup.py) send from a few threads at once.
+        self._lock = threading.Lock()
         # Every request sent, retries and redirects included; scrape records read it.
         self.requests_made = 0
         self._client = httpx.Client(
@@ -496,6 +508,13 @@ class FeedClient:
             html_url=f"{self.base_url}/papers/trending",
             fill_submitted_at=None,
         )
+
+    def fetch(self, url: str, *, accept: str, timeout: float | None = None) -> bytes:
+        """One GET with the client's retries and size cap; the body, or FeedError (FeedNotFound
+        on a 404). ``timeout`` caps this request's waits below the client's own."""
+        page = self._get(url, accept=accept, conditional=False, timeout=timeout)
+        assert page is not None  # only conditional requests can be answered 304
+        return page.content
 
     # -- sources
 
@@ -576,8 +595,9 @@ class FeedClient:
     # -- HTTP
 
     def _before_request(self, request: httpx.Request) -> None:
-        self._wait_for_budget()
-        self.requests_made += 1
+        with self._lock:
+            self._wait_for_budget()
+            self.requests_made += 1
 
     def _wait_for_budget(self) -> None:
         # Sliding window: at most `budget` request starts per `budget_window` seconds.
@@ -593,7 +613,7 @@ class FeedClient:
             now = max(self._clock(), oldest + self.budget_window)
         self._sent_at.append(now)
 
-    def _get(self, url: str, *, accept: str, conditional: bool) -> _Page | None:
+    def _get(self, url: str, *, accept: str, conditional: bool, timeout: float | None = None) -> _Page | None:
         """GET with retries; None means 304 Not Modified."""
         headers = {"Accept": accept}
         known = self.validators.get(url, {}) if conditional else {}
@@ -606,13 +626,16 @@ class FeedClient:
         while True:
             retry_after: float | None = None
             try:
-                with self._client.stream("GET", url, headers=headers) as response:
+                extra = {"timeout": httpx.Timeout(timeout)} if timeout is not None else {}
+                with self._client.stream("GET", url, headers=headers, **extra) as response:
                     status = response.status_code
                     if status == 304:
                         return None
                     if status == 429 or status >= 500:
                         problem = f"HTTP {status} from {url}"
                         retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+                    elif status == 404:
+                        raise FeedNotFound(f"HTTP {status} from {url}")
                     elif not 200 <= status < 300:
                         raise FeedError(f"HTTP {status} from {url}")
                     else:

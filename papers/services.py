@@ -7,7 +7,9 @@ an empty or wrong email.
 """
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from papers.feed import FeedClient, FeedError, FeedPaper, FetchResult, parse_any
+from papers.lookup import ARXIV_INTERVAL, PaperLookup
 from papers.models import Paper, PaperSnapshot, Pin, ScrapeRun
 
 logger = logging.getLogger(__name__)
@@ -275,6 +278,107 @@ def paper_fields(item: FeedPaper, *, fallback_day: date) -> dict[str, object]:
         "withdrawn_at": item.withdrawn_at,
         "updated_at": timezone.now(),
     }
+
+
+# --- papers named by readers ------------------------------------------------------
+#
+# A reader may name any arXiv paper. The ones we do not store are looked up (papers/lookup.py)
+# and stored like the daily list's, but with featured_on NULL: no day's query selects them,
+# and every reader who names one shares the row.
+
+# arXiv asks for one request every 3 s from a client as a whole: every process takes its slot
+# from the shared cache.
+ARXIV_SLOT_KEY = "papers:arxiv-slot"
+
+
+def arxiv_slot(max_wait: float | None) -> bool:
+    """Take the next arXiv request slot shared by all processes, waiting at most ``max_wait``
+    seconds (None: as long as it takes); False when it is not free in time."""
+    ends = None if max_wait is None else time.monotonic() + max_wait
+    while not cache.add(ARXIV_SLOT_KEY, 1, timeout=ARXIV_INTERVAL):
+        step = 0.25
+        if ends is not None and time.monotonic() + step > ends:
+            return False
+        time.sleep(step)
+    return True
+
+
+def paper_lookup(*, quick: bool = False) -> PaperLookup:
+    """The Hugging Face paper API and arXiv's export API behind the feed client's limits.
+    ``quick``: for a page that waits on the answer, no retries (a deadline bounds each wait)."""
+    retries = 0 if quick else settings.HF_MAX_RETRIES
+    hf = FeedClient(
+        settings.HF_BASE_URL, timeout=settings.HF_TIMEOUT, max_retries=retries, budget=settings.HF_REQUEST_BUDGET
+    )
+    # budget=1 per ARXIV_INTERVAL keeps this client's retries at arXiv's pace too.
+    arxiv = FeedClient(
+        settings.ARXIV_API_URL,
+        timeout=settings.HF_TIMEOUT,
+        max_retries=retries,
+        budget=1,
+        budget_window=ARXIV_INTERVAL,
+    )
+    return PaperLookup(hf, arxiv, arxiv_gate=arxiv_slot)
+
+
+@dataclass(frozen=True)
+class PapersFetched:
+    """Where each asked-for id stands after a fetch."""
+
+    found: frozenset[str]  # in our store now (before, or fetched just now)
+    missing: frozenset[str]  # neither Hugging Face nor arXiv has it
+    left: tuple[str, ...]  # not fetched (time ran out, over the limit, or a source failed): try later
+
+
+def papers_fetch(
+    arxiv_ids: Sequence[str],
+    *,
+    budget: float | None = None,
+    limit: int | None = None,
+    lookup: PaperLookup | None = None,
+) -> PapersFetched:
+    """Make sure the papers of ``arxiv_ids`` are in our store: ours first, then looked up.
+
+    ``budget``: seconds the lookups may take (None: no deadline, with retries; for workers).
+    ``limit``: at most this many ids are looked up; the rest are left for later.
+    """
+    ids = list(dict.fromkeys(arxiv_ids))
+    stored = set(Paper.objects.filter(arxiv_id__in=ids).values_list("arxiv_id", flat=True))
+    wanted = [i for i in ids if i not in stored]
+    later = wanted[limit:] if limit is not None else []
+    wanted = wanted[:limit] if limit is not None else wanted
+    if not wanted:
+        return PapersFetched(frozenset(stored), frozenset(), tuple(later))
+    with lookup or paper_lookup(quick=budget is not None) as source:
+        result = source.look_up(wanted, budget=budget)
+        requests = source.requests_made
+    store_fetched(result.papers)
+    logger.info(
+        "fetched %s of %s named papers (%s not found, %s left) in %s requests%s",
+        len(result.papers),
+        len(wanted),
+        len(result.missing),
+        len(result.left),
+        requests,
+        f": {'; '.join(result.notes)}" if result.notes else "",
+    )
+    found = stored | {p.arxiv_id for p in result.papers}
+    return PapersFetched(frozenset(found), frozenset(result.missing), tuple(result.left + later))
+
+
+def store_fetched(papers: Iterable[FeedPaper]) -> int:
+    """Store papers looked up by id, never on any day (featured_on NULL). A paper already in
+    the store (a scrape or another reader got it first) is left as it is; returns how many are new."""
+    rows = {}
+    for item in papers:
+        fields = paper_fields(item, fallback_day=local_today())
+        fields["featured_on"] = None
+        rows[item.arxiv_id] = Paper(arxiv_id=item.arxiv_id, **fields)
+    if not rows:
+        return 0
+    known = set(Paper.objects.filter(arxiv_id__in=list(rows)).values_list("arxiv_id", flat=True))
+    Paper.objects.bulk_create([row for key, row in rows.items() if key not in known], ignore_conflicts=True)
+    return len(rows) - len(known)
 
 
 def days_back(*, until: date, days: int) -> list[date]:

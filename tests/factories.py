@@ -54,6 +54,7 @@ def signup_data(**overrides: str) -> dict[str, str]:
     data = {
         "email": "ada@example.org",
         "topics": "speculative decoding, diffusion",
+        "seed_papers": "",
         "excludes": "",
         "authors": "",
         "organizations": "",

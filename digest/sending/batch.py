@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
-from digest import tokens
+from digest import liked, tokens
 from digest.mail import Mailer, MessageBuilder, PermanentError, RelayDown, TemporaryError, UnknownOutcome, dkim, verp
 from digest.models import Delivery, SentPaper, Subscriber, Suppression, email_hash
 from digest.ranking import RankedItem
 from digest.sending import reasons
-from digest.sending.editions import Edition, Editions, compose, editions, rank, top_overall
+from digest.sending.editions import Edition, Editions, compose, editions, named_papers, rank, top_overall
 from digest.sending.outcomes import alert_failed, alert_stuck, apply_sent, ledger_rows, note_sent, note_try, record
 from digest.sending.pause import pause_sending, sending_paused
 
@@ -83,6 +83,13 @@ def send_batch(
     report.claimed = len(deliveries)
     if not deliveries:
         return report
+    with timer("rank"):
+        # A digest is never ranked from a half-fetched list of liked papers: what a reader named
+        # and the background has not fetched yet is fetched now, within a form's budget (one
+        # query when nothing is pending, as is usual).
+        liked.liked_papers_fetch(
+            subscriber_ids=[d.subscriber_id for d in deliveries], budget=liked.SUBMIT_FETCH_SECONDS
+        )
     batch = _Batch(deliveries, report, mailer=mailer, progress=progress, timer=timer, cache=cache)
     try:
         batch.run()
@@ -151,6 +158,7 @@ class _Batch:
         # Signed here, after the reader's message is assembled, so "sign" is a stage of its own.
         self.signer = dkim.signer() if self.mailer.via.dkim else None
         self.ledger: list[SentPaper] = []
+        self.named: dict[int, set[int]] = {}  # the current group's named papers per subscriber
         self.bounced_ids: list[int] = []
         self.refused: list[Delivery] = []  # their address was refused outright (5.1.1): suppressed
         self.consecutive = 0
@@ -173,7 +181,9 @@ class _Batch:
             group = list(group)
             with self.timer("rank"):
                 ed = self.cache.get(digest_date, weekly=weekly)
-                ranked = rank(ed, [d.subscriber for d in group])
+                # Read once for the ranking and for the line of a day that brings nothing.
+                self.named = named_papers([d.subscriber_id for d in group], ed.paper_ids)
+                ranked = rank(ed, [d.subscriber for d in group], named=self.named)
                 # A quiet day's note: the day's top papers, for those who asked for one.
                 quiet = [
                     d.subscriber
@@ -200,7 +210,8 @@ class _Batch:
             return
         if not picks:
             delivery.status, delivery.error = Delivery.Status.SKIPPED, "nothing new to send"
-            reasons.set_outcome(delivery, *reasons.nothing_new(ed, subscriber))
+            named = self.named.get(subscriber.pk, set())
+            reasons.set_outcome(delivery, *reasons.nothing_new(ed, subscriber, named=named))
             report.skipped += 1
             return
         reasons_of = {p.paper_id: p.reason for p in picks}

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db.models import Count, Max, Q
 
 from digest import tokens
-from digest.models import SentPaper, Subscriber
+from digest.models import LikedPaper, SentPaper, Subscriber
 from digest.ranking import TRENDING_REASON, PaperDoc, PaperIndex, Profile, RankedItem
 from digest.rendering import DayRenderer, Reader, RenderedDigest
 from papers.models import Paper, PaperSnapshot, Pin, ScrapeRun
@@ -175,7 +175,9 @@ class Editions:
 editions = Editions()
 
 
-def profile_for(subscriber: Subscriber, *, already_sent: Iterable[int] = ()) -> Profile:
+def profile_for(subscriber: Subscriber, *, already_sent: Iterable[int] = (), named: Iterable[int] = ()) -> Profile:
+    """``named``: papers the reader named, imported or voted on (LikedPaper rows, liked or
+    not), skipped like the ones already sent: a reader never gets a named paper back."""
     return Profile(
         subscriber_id=subscriber.pk,
         topics=tuple(subscriber.topics or ()),
@@ -184,8 +186,20 @@ def profile_for(subscriber: Subscriber, *, already_sent: Iterable[int] = ()) -> 
         organizations=tuple(subscriber.organizations or ()),
         weights=dict(subscriber.weights or {}),
         max_papers=subscriber.max_papers,
-        already_sent=frozenset(already_sent),
+        already_sent=frozenset(already_sent) | frozenset(named),
     )
+
+
+def named_papers(subscriber_ids: Sequence[int], paper_ids: Sequence[int]) -> dict[int, set[int]]:
+    """The papers among ``paper_ids`` each subscriber named, imported or voted on: one query."""
+    named: dict[int, set[int]] = {}
+    if subscriber_ids and paper_ids:
+        rows = LikedPaper.objects.filter(subscriber_id__in=subscriber_ids, paper_id__in=paper_ids).values_list(
+            "subscriber_id", "paper_id"
+        )
+        for subscriber_id, paper_id in rows:
+            named.setdefault(subscriber_id, set()).add(paper_id)
+    return named
 
 
 def ledger(subscriber_ids: Sequence[int], paper_ids: Sequence[int]) -> dict[int, set[int]]:
@@ -200,18 +214,30 @@ def ledger(subscriber_ids: Sequence[int], paper_ids: Sequence[int]) -> dict[int,
     return sent
 
 
-def rank(ed: Edition, subscribers: Sequence[Subscriber]) -> dict[int, list[RankedItem]]:
-    """Each subscriber's picks from the edition, never a paper they already received."""
-    already = ledger([s.pk for s in subscribers], ed.paper_ids)
-    return ed.index.rank([profile_for(s, already_sent=already.get(s.pk, ())) for s in subscribers])
+def rank(
+    ed: Edition, subscribers: Sequence[Subscriber], *, named: dict[int, set[int]] | None = None
+) -> dict[int, list[RankedItem]]:
+    """Each subscriber's picks from the edition, never a paper they already received or named
+    (``named``: what named_papers answers for them, when the caller has read it already)."""
+    ids = [s.pk for s in subscribers]
+    already = ledger(ids, ed.paper_ids)
+    named = named_papers(ids, ed.paper_ids) if named is None else named
+    return ed.index.rank(
+        [profile_for(s, already_sent=already.get(s.pk, ()), named=named.get(s.pk, ())) for s in subscribers]
+    )
 
 
 def top_overall(ed: Edition, subscribers: Sequence[Subscriber], *, count: int) -> dict[int, list[RankedItem]]:
-    """The day's most upvoted papers each subscriber has not received yet (a quiet day's note)."""
-    already = ledger([s.pk for s in subscribers], ed.paper_ids)
+    """The day's most upvoted papers each subscriber has not received or named yet (a quiet day's note)."""
+    ids = [s.pk for s in subscribers]
+    already, named = ledger(ids, ed.paper_ids), named_papers(ids, ed.paper_ids)
     return ed.index.rank(
         [
-            Profile(subscriber_id=s.pk, max_papers=count, already_sent=frozenset(already.get(s.pk, ())))
+            Profile(
+                subscriber_id=s.pk,
+                max_papers=count,
+                already_sent=frozenset(already.get(s.pk, ())) | frozenset(named.get(s.pk, ())),
+            )
             for s in subscribers
         ]
     )

@@ -8,7 +8,7 @@ the subscriber (times in their own zone); curators keep reading ``Delivery.error
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -105,15 +105,18 @@ def inactive_line(subscriber: Subscriber | None, *, suppressed: bool) -> tuple[s
     return Outcome.UNSUBSCRIBED, UNSUBSCRIBED_LINE
 
 
-def nothing_new(ed: Edition, subscriber: Subscriber) -> tuple[str, str]:
+def nothing_new(ed: Edition, subscriber: Subscriber, *, named: Collection[int] = ()) -> tuple[str, str]:
     """The code and line of a day with no picks: no list at all, or the closest miss and
-    why it did not qualify, found by ranking again with one rule relaxed at a time."""
+    why it did not qualify, found by ranking again with one rule relaxed at a time.
+    ``named``: the edition's papers the subscriber named, imported or voted on."""
     if not ed.has_list:
         return Outcome.NO_LIST, no_list_line(ed.days)
     base = profile_for(subscriber)
     index = ed.index
-    # 1. The ledger: a match they already received.
+    # 1. The ledger, or their own papers: a match they already received, or named.
     if picks := _top(index, base):
+        if picks[0] in named:
+            return Outcome.NOTHING_NEW, _closest(ed, picks, "it is one of your papers, never sent back to you")
         return Outcome.NOTHING_NEW, _closest(ed, picks, "you already got it in an earlier digest")
     # 2. An excluded phrase: which one shuts the best match out.
     if base.excludes and (picks := _top(index, dataclasses.replace(base, excludes=()))):

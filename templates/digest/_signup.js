@@ -22,9 +22,10 @@
   function refresh() {
     if (!panel) { return; }
     var params = new URLSearchParams();
-    ["topics", "excludes", "authors", "organizations", "max_papers"].forEach(function (name) {
+    ["topics", "excludes", "authors", "organizations", "max_papers", "seed_papers"].forEach(function (name) {
       var input = form.elements[name];
-      if (input) { params.set(name, input.value); }
+      // The preview reads the first hundred pasted ids; a GET need not carry a whole library.
+      if (input) { params.set(name, input.value.slice(0, 6000)); }
     });
     var mine = ++latest;
     panel.setAttribute("aria-busy", "true");

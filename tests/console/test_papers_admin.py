@@ -209,3 +209,19 @@ def test_it_keeps_the_filters_when_searching_for_a_non_ascii_author(curator_clie
 
     assert "Visible one" in html
     assert "Hidden one" not in html
+
+
+def test_it_lists_papers_fetched_for_readers_which_are_on_no_day(curator_client) -> None:
+    """A paper a reader named and we fetched has no featured day: the list, its date
+    drill-down and the change page still work, and the day filter leaves it out."""
+    listed = PaperFactory(featured_on=date(2025, 11, 7))
+    fetched = PaperFactory(featured_on=None, title="Attention Is All You Need")
+
+    everything = curator_client.get(console(CHANGELIST)).content.decode()
+    one_day = curator_client.get(console(CHANGELIST), {"featured_on__year": "2025", "featured_on__month": "11"})
+    change = curator_client.get(console(f"{CHANGELIST}{fetched.pk}/change/"))
+
+    assert fetched.title in everything and listed.title in everything
+    assert one_day.status_code == 200
+    assert listed.title in one_day.content.decode() and fetched.title not in one_day.content.decode()
+    assert change.status_code == 200

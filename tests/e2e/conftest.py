@@ -4,7 +4,11 @@ import os
 
 import pytest
 
-from tests.digest.conftest import fast_sending, smtp_server  # noqa: F401 - browser tests send digests too
+from tests.digest.conftest import (  # noqa: F401 - browser tests send digests and fetch papers too
+    fast_sending,
+    paper_sources,
+    smtp_server,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
