@@ -4,7 +4,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY digest ./digest
 COPY papers ./papers
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[amazon-ses]"   # the image serves every EMAIL_PROVIDER
 COPY . .
 RUN DEBUG=false SECRET_KEY=build-only python manage.py collectstatic --noinput
 RUN useradd --create-home app && mkdir -p /app/var && chown app /app/var

@@ -400,6 +400,14 @@ if EMAIL_PROVIDER != "smtp":
             f"EMAIL_PROVIDER must be smtp or an anymail provider such as amazon_ses, postmark, mailgun,"
             f" sendgrid, brevo, resend or postal; got {EMAIL_PROVIDER!r}"
         )
+    if EMAIL_PROVIDER == "amazon_ses":
+        try:
+            import boto3  # noqa: F401  (only the amazon-ses extra brings it)
+        except ImportError:
+            raise ImproperlyConfigured(
+                "EMAIL_PROVIDER=amazon_ses needs boto3: install the project with its amazon-ses extra"
+                " (pip install '.[amazon-ses]')"
+            ) from None
 ANYMAIL: dict[str, object] = {}
 for _name, _value in sorted(os.environ.items()):
     if _name.startswith("ANYMAIL_") and _value.strip():

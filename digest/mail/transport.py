@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, Protocol
 
-import botocore.exceptions
 import requests
 from anymail.exceptions import AnymailError, AnymailRecipientsRefused
 from django.conf import settings
@@ -231,6 +230,18 @@ class ProviderTransport:
 PROVIDER_HEADERS = ("Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "Feedback-ID")
 
 
+def _network_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """The read-timeout and connection errors of the HTTP clients anymail uses: requests, and
+    botocore when the optional amazon-ses extra is installed (nothing else raises its errors)."""
+    timeouts: tuple[type[BaseException], ...] = (requests.ReadTimeout,)
+    connection: tuple[type[BaseException], ...] = (requests.ConnectionError,)
+    try:
+        import botocore.exceptions
+    except ImportError:
+        return timeouts, connection
+    return (*timeouts, botocore.exceptions.ReadTimeoutError), (*connection, botocore.exceptions.ConnectionError)
+
+
 def provider_error(exc: AnymailError) -> Exception:
     """An API error as the outcome the sending engine knows.
 
@@ -244,9 +255,10 @@ def provider_error(exc: AnymailError) -> Exception:
     text = str(exc).splitlines()[0][:500] if str(exc) else exc.__class__.__name__
     if isinstance(exc, AnymailRecipientsRefused):
         return PermanentError(f"the provider refused the recipient: {text}")
-    if isinstance(cause, requests.ReadTimeout | botocore.exceptions.ReadTimeoutError):
+    read_timeouts, connection_errors = _network_errors()
+    if isinstance(cause, read_timeouts):
         return UnknownOutcome(f"the provider did not answer in time: {text}")
-    if isinstance(cause, requests.ConnectionError | botocore.exceptions.ConnectionError):
+    if isinstance(cause, connection_errors):
         return RelayDown(f"cannot reach the provider: {text}")
     status = exc.status_code
     response = getattr(exc, "response", None)

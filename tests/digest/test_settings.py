@@ -201,6 +201,18 @@ def test_it_refuses_bad_deliverability_settings_with_one_line(env: dict[str, str
     assert message in lines[0]
 
 
+def test_it_names_the_extra_amazon_ses_needs_when_boto3_is_missing(tmp_path: Path) -> None:
+    # An install without the amazon-ses extra: boto3 cannot be imported.
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['boto3'] = None\n")
+
+    result = manage("check", EMAIL_PROVIDER="amazon_ses", PYTHONPATH=str(tmp_path))
+
+    assert result.returncode != 0
+    [line] = result.stderr.strip().splitlines()
+    assert "EMAIL_PROVIDER=amazon_ses needs boto3" in line and "amazon-ses extra" in line
+    assert manage("check", EMAIL_PROVIDER="postmark", PYTHONPATH=str(tmp_path)).returncode == 0
+
+
 def test_the_mailto_unsubscribe_is_not_advertised_without_an_inbound_source() -> None:
     show = "from django.conf import settings; print(repr(settings.UNSUBSCRIBE_MAILTO))"
 
